@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`. Both create the environment on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export LMLOOP_HOME ?= $(CURDIR)
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the CPU build of torch first, pinned: a looser range pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lmloop sample-data --out $(LMLOOP_HOME)/sample_data --seed 0
+	$(VENV)/bin/lmloop run --config tiny --data $(LMLOOP_HOME)/sample_data
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) work .prefect .cache sample_data && find mlruns -mindepth 1 ! -name .gitkeep -delete

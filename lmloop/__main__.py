@@ -1,0 +1,3 @@
+from lmloop.cli import app
+
+app(prog_name="lmloop")

@@ -1,0 +1,173 @@
+"""Typed, frozen configuration: one model per stage, loaded from YAML presets plus ``--set`` overrides.
+
+The top-level :class:`PipelineConfig` is also the training flow's parameter, so the Prefect UI
+renders a form from it for manual runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lmloop.settings import PROJECT_ROOT, lmloop_home
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """Where the text comes from and how it is split."""
+
+    sources: list[str] = Field(default_factory=list, description="Files, folders or globs to ingest.")
+    text_column: str = Field("text", description="Field/column holding the document text.")
+    label_column: str = Field("label", description="Optional field/column holding a class label.")
+    val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of documents for validation.")
+    test_fraction: float = Field(0.10, gt=0.0, lt=0.5, description="Share of documents for test.")
+
+
+class ValidationConfig(_Frozen):
+    """Thresholds of the Great Expectations text suite."""
+
+    min_rows: int = Field(20, ge=1, description="Fewer documents than this is not a corpus.")
+    min_chars: int = Field(1, ge=1, description="Shortest acceptable document, in characters.")
+    max_chars: int = Field(100_000, ge=1, description="Longest acceptable document, in characters.")
+    allowed_labels: list[str] | None = Field(None, description="Labels allowed when a label is present.")
+    mostly: float = Field(1.0, gt=0.0, le=1.0, description="Share of rows that must pass each row check.")
+
+
+class TokenizerConfig(_Frozen):
+    """Byte-level BPE trained from scratch on the training split."""
+
+    vocab_size: int = Field(2048, ge=260, description="Target vocabulary size, special tokens included.")
+    min_frequency: int = Field(2, ge=1, description="Merges seen fewer times than this are dropped.")
+
+
+class ModelConfig(_Frozen):
+    """Architecture of the causal LM built from scratch."""
+
+    architecture: Literal["llama", "gpt2"] = "llama"
+    n_layer: int = Field(2, ge=1)
+    n_embd: int = Field(128, ge=8)
+    n_head: int = Field(4, ge=1)
+    intermediate_size: int | None = Field(None, description="MLP width; default 4 x n_embd (gpt2), 8/3 x (llama).")
+    block_size: int = Field(128, ge=8, description="Context length and packed block length.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """Optimisation. Batch size is per device, in packed blocks."""
+
+    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(3e-3, gt=0.0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Cosine floor as a share of the peak.")
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    log_every: int = Field(25, ge=1, description="Steps between metric logs; the loss is synced only then.")
+    seed: int = 1337
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvalConfig(_Frozen):
+    """Held-out evaluation."""
+
+    batch_size: int = Field(32, ge=1)
+    stride: int | None = Field(None, description="Sliding-window stride; default half the block size.")
+    samples: int = Field(3, ge=0, description="Generated samples logged for a look at the model.")
+    max_new_tokens: int = Field(40, ge=1)
+
+
+class RegistryConfig(_Frozen):
+    """Where the model lands in MLflow."""
+
+    experiment: str = "lmloop"
+    model_name: str = "lmloop-lm"
+
+
+class PipelineConfig(_Frozen):
+    """Everything one training run needs."""
+
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    def digest(self) -> str:
+        """Stable hash of the effective config (tags a model version)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def flat(self) -> dict[str, Any]:
+        """``section.key -> value`` for MLflow params."""
+        return {f"{s}.{k}": v for s, sec in self.model_dump(mode="json").items() for k, v in sec.items()}
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A YAML path, or a preset name looked up in ``$LMLOOP_HOME/configs`` then the shipped ``configs/``."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    for root in (lmloop_home() / "configs", PROJECT_ROOT / "configs"):
+        candidate = root / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{name_or_path}: no such config file or preset (looked in configs/)")
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``section.key=value`` (value parsed as YAML) to a raw config dict."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. train.max_steps=100")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def load_config(name_or_path: str | None = "tiny", overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a preset or YAML file, apply overrides, validate. Errors name the file and the field."""
+    source = "defaults"
+    raw: dict[str, Any] = {}
+    if name_or_path:
+        path = resolve_preset(name_or_path)
+        source = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid config: {problems}") from exc

@@ -1,0 +1,132 @@
+"""Held-out evaluation: per-document NLL with a sliding window, perplexity, bits per byte, baselines.
+
+Every document is scored on its own, prefixed by the end-of-text token so its first token is
+predicted too. Documents longer than the context are scored with overlapping windows: each
+token is predicted once, with at least ``block_size - stride`` tokens of context. Per-document
+numbers are kept because slices and the promotion gate need them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class DocScores:
+    """Per-document negative log-likelihood (nats), scored tokens and UTF-8 bytes."""
+
+    nll: np.ndarray
+    tokens: np.ndarray
+    bytes: np.ndarray
+
+    def perplexity(self) -> float:
+        return math.exp(self.nll.sum() / self.tokens.sum())
+
+    def bits_per_byte(self) -> float:
+        return float(self.nll.sum() / math.log(2) / self.bytes.sum())
+
+    def nll_per_token(self) -> float:
+        return float(self.nll.sum() / self.tokens.sum())
+
+
+def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """``[eos] + tokens`` per document: eos is context only, every document token is a target."""
+    eos = tokenizer.eos_token_id
+    return [[eos, *ids] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def sliding_windows(ids: list[int], block_size: int, stride: int) -> list[tuple[int, int, int]]:
+    """``(begin, end, first_target)`` windows covering targets ``1..len(ids)-1`` exactly once."""
+    windows = []
+    scored_to = 1
+    begin = 0
+    while scored_to < len(ids):
+        end = min(begin + block_size, len(ids))
+        windows.append((begin, end, max(scored_to, begin + 1)))
+        scored_to = end
+        # a target needs the token before it as context, so never start past scored_to - 1
+        begin = min(begin + stride, scored_to - 1)
+    return windows
+
+
+@torch.inference_mode()
+def score_documents(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    block_size: int,
+    stride: int | None = None,
+    batch_size: int = 32,
+) -> DocScores:
+    stride = stride or max(1, block_size // 2)
+    encoded = encode_documents(texts, tokenizer)
+    jobs = [(doc, w) for doc, ids in enumerate(encoded) for w in sliding_windows(ids, block_size, stride)]
+    jobs.sort(key=lambda job: job[1][1] - job[1][0])  # similar lengths together: little padding
+    nll = np.zeros(len(texts))
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    model.eval()
+    for i in range(0, len(jobs), batch_size):
+        chunk = jobs[i : i + batch_size]
+        width = max(end - begin for _, (begin, end, _) in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (doc, (begin, end, first)) in enumerate(chunk):
+            window = torch.tensor(encoded[doc][begin:end])
+            input_ids[row, : end - begin] = window
+            mask[row, : end - begin] = 1
+            labels[row, first - begin : end - begin] = window[first - begin :]
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+        losses = F.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels[:, 1:].to(device), ignore_index=-100, reduction="none"
+        )
+        per_window = losses.sum(dim=1).cpu().numpy()
+        for row, (doc, _) in enumerate(chunk):
+            nll[doc] += per_window[row]
+    tokens = np.array([len(ids) - 1 for ids in encoded])
+    return DocScores(nll=nll, tokens=tokens, bytes=utf8_lengths(texts))
+
+
+def utf8_lengths(texts: list[str]) -> np.ndarray:
+    return np.array([len(t.encode("utf-8")) for t in texts])
+
+
+def unigram_scores(train_ids: np.ndarray, texts: list[str], tokenizer: PreTrainedTokenizerBase) -> DocScores:
+    """The same documents scored by an add-one-smoothed unigram model of the training tokens."""
+    counts = np.bincount(train_ids, minlength=len(tokenizer)).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    encoded = encode_documents(texts, tokenizer)
+    nll = np.array([-log_p[ids[1:]].sum() for ids in encoded])
+    tokens = np.array([len(ids) - 1 for ids in encoded])
+    return DocScores(nll=nll, tokens=tokens, bytes=utf8_lengths(texts))
+
+
+@torch.inference_mode()
+def generate_samples(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, seed: int = 0
+) -> list[dict[str, str]]:
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    samples = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
+        out = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id
+        )
+        samples.append({"prompt": prompt, "completion": tokenizer.decode(out[0, ids.shape[1] :])})
+    return samples
+
+
+def timed_scores(*args, **kwargs) -> tuple[DocScores, float]:
+    """``score_documents`` and its throughput in scored tokens per second."""
+    start = time.perf_counter()
+    scores = score_documents(*args, **kwargs)
+    return scores, float(scores.tokens.sum() / (time.perf_counter() - start))

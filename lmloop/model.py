@@ -1,0 +1,52 @@
+"""Causal LMs built from config with transformers (no hub): Llama- or GPT-2-style, SDPA attention."""
+
+from __future__ import annotations
+
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+
+def build_causal_lm(
+    architecture: str,
+    vocab_size: int,
+    n_layer: int,
+    n_embd: int,
+    n_head: int,
+    block_size: int,
+    eos_token_id: int,
+    intermediate_size: int | None = None,
+    dropout: float = 0.0,
+) -> PreTrainedModel:
+    """A freshly initialised causal LM. Flat arguments: configs don't leak into builders."""
+    common = {"vocab_size": vocab_size, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
+    if architecture == "gpt2":
+        config = GPT2Config(
+            n_layer=n_layer,
+            n_embd=n_embd,
+            n_head=n_head,
+            n_positions=block_size,
+            n_inner=intermediate_size,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
+            pad_token_id=eos_token_id,
+            **common,
+        )
+        return GPT2LMHeadModel(config)
+    config = LlamaConfig(
+        hidden_size=n_embd,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_head,
+        intermediate_size=intermediate_size or 256 * ((8 * n_embd // 3 + 255) // 256),
+        max_position_embeddings=block_size,
+        attention_dropout=dropout,
+        tie_word_embeddings=True,
+        pad_token_id=eos_token_id,
+        **common,
+    )
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config)
+
+
+def count_parameters(model: PreTrainedModel, exclude_embeddings: bool = False) -> int:
+    return model.num_parameters(exclude_embeddings=exclude_embeddings)

@@ -1,0 +1,64 @@
+"""Where lmloop keeps its state, and the process environment it needs.
+
+Nothing here runs at import time: entry points (CLI, tests, deployments) call
+:func:`configure_environment` once, before Prefect or MLflow are imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Offline, no telemetry: no hub is reachable here and nothing should phone home.
+_ENV_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GX_ANALYTICS_ENABLED": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+def lmloop_home() -> Path:
+    """Root of everything lmloop writes: ``$LMLOOP_HOME`` or the project root."""
+    home = os.environ.get("LMLOOP_HOME")
+    return Path(home).expanduser().resolve() if home else PROJECT_ROOT
+
+
+def mlruns_dir() -> Path:
+    return lmloop_home() / "mlruns"
+
+
+def work_dir() -> Path:
+    """Per-run stage outputs (dataset, tokenizer, token cache, checkpoints, model)."""
+    return lmloop_home() / "work"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store under ``mlruns/``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return (mlruns_dir() / "artifacts").as_uri()
+
+
+def configure_environment() -> None:
+    """Set offline/telemetry defaults and give Prefect a home under ``LMLOOP_HOME``.
+
+    Existing values win, so a user can still point at a Prefect server or turn logging up.
+    """
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    home = lmloop_home()
+    os.environ.setdefault("PREFECT_HOME", str(home / ".prefect"))
+    os.environ.setdefault("HF_DATASETS_CACHE", str(home / ".cache" / "datasets"))
+    mlruns_dir().mkdir(parents=True, exist_ok=True)

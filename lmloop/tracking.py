@@ -1,0 +1,150 @@
+"""The one module that talks to MLflow: runs, params, metrics, artifacts, dataset inputs, registry.
+
+Every call names its run explicitly (``run_id``) instead of relying on MLflow's thread-local
+"active run", because Prefect may run tasks on other threads. The tracking URI comes from
+:mod:`lmloop.settings` at call time, never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lmloop import settings
+
+_PARAM_MAX = 6000
+CHAMPION = "champion"
+
+
+def client() -> MlflowClient:
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it with artifacts under ``mlruns/artifacts`` when new."""
+    c = client()
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}")
+
+
+def start_run(experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
+    run = client().create_run(ensure_experiment(experiment), run_name=run_name, tags=tags or {})
+    return run.info.run_id
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    as_text = {k: json.dumps(v) if isinstance(v, list | dict) else str(v) for k, v in params.items()}
+    client().log_batch(run_id, params=[Param(k, v[:_PARAM_MAX]) for k, v in as_text.items()])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+    client().log_batch(run_id, metrics=batch)
+
+
+def set_tags(run_id: str, tags: dict[str, Any]) -> None:
+    c = client()
+    for key, value in tags.items():
+        c.set_tag(run_id, key, str(value))
+
+
+def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_dict(run_id: str, payload: dict | list, artifact_file: str) -> None:
+    client().log_dict(run_id, payload, artifact_file)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    client().log_text(run_id, text, artifact_file)
+
+
+def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
+    if rows:
+        client().log_table(run_id, {k: [r[k] for r in rows] for k in rows[0]}, artifact_file)
+
+
+def log_dataset(run_id: str, name: str, digest: str, source: str, context: str) -> None:
+    """Record a dataset input (name, digest, source) so the UI shows which data trained which model."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # file:// matches several generated local sources; any of them will do
+        warnings.simplefilter("ignore", UserWarning)
+        dataset_source = resolve_dataset_source(Path(source).resolve().as_uri())
+    dataset = MetaDataset(dataset_source, name=name, digest=digest[:36])
+    tag = InputTag(key="mlflow.data.context", value=context)
+    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements: MLflow's inference would go looking for torchvision."""
+    names = ("torch", "transformers", "tokenizers", "safetensors", "accelerate")
+    return [f"{name}=={dist_version(name).split('+')[0]}" for name in names]
+
+
+def register_transformers_model(
+    run_id: str,
+    model_dir: Path,
+    name: str,
+    tags: dict[str, Any],
+    description: str,
+    input_example: str,
+) -> str:
+    """Log the model (transformers flavor, with tokenizer) to the run and register it. Returns the version."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    client()
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        info = mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            registered_model_name=name,
+            input_example=input_example,
+            pip_requirements=pip_requirements(),
+        )
+    version = str(info.registered_model_version)
+    c = client()
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, str(value))
+    c.update_model_version(name, version, description=description)
+    return version
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    try:
+        return str(client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    client().set_registered_model_alias(name, alias, version)
+
+
+def aliases_of(name: str, version: str) -> list[str]:
+    return sorted(client().get_model_version(name, version).aliases)

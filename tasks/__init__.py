@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over ``lmloop.stages`` returning paths, ids and small dicts."""

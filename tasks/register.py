@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from lmloop import tracking
+
+
+@task(retries=2, retry_delay_seconds=5)
+def register_model(
+    run_id: str, model_dir: str, model_name: str, tags: dict[str, str], metrics: dict[str, float]
+) -> dict[str, Any]:
+    """Log + register the model; the first version ever becomes ``champion``."""
+    description = (
+        f"Causal LM trained by lmloop run {run_id}: test perplexity {metrics['test_perplexity']:.2f} "
+        f"(unigram {metrics['unigram_perplexity']:.1f}), {metrics['test_bits_per_byte']:.3f} bits/byte."
+    )
+    version = tracking.register_transformers_model(
+        run_id, Path(model_dir), model_name, {**tags, **metrics}, description, input_example="Once upon"
+    )
+    if tracking.alias_version(model_name, tracking.CHAMPION) is None:
+        tracking.set_alias(model_name, tracking.CHAMPION, version)
+    return {"model_name": model_name, "model_version": version, "aliases": tracking.aliases_of(model_name, version)}

@@ -1,0 +1,84 @@
+"""The command-line contract, run as a user would: a real ``lmloop`` process per call."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+LMLOOP = [sys.executable, "-m", "lmloop"]
+
+
+def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LMLOOP_HOME": str(home)}
+    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        env.pop(key, None)
+    return subprocess.run([*LMLOOP, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _last_json(proc: subprocess.CompletedProcess) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+def test_run_json_contract(home: Path, corpus: Path) -> None:
+    sets = [a for s in TINY_OVERRIDES for a in ("--set", s)]
+    proc = _run(["run", "--data", str(corpus), *sets, "--json"], home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _last_json(proc)
+    assert {"run_id", "model_name", "model_version", "aliases", "metrics", "validation"} <= set(out)
+    assert out["aliases"] == ["champion"] and out["model_version"] == "1"
+    for key in ("test_perplexity", "test_bits_per_byte", "unigram_perplexity", "train_tokens_per_second"):
+        assert out["metrics"][key] > 0
+    assert out["validation"]["success"] is True and out["validation"]["failed_expectations"] == []
+    assert (home / "mlruns" / "mlflow.db").exists(), "LMLOOP_HOME moves the MLflow store"
+
+
+def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text("".join(json.dumps({"text": f"doc {i}", "label": "spam"}) + "\n" for i in range(30)))
+    proc = _run(
+        [
+            "run",
+            "--data",
+            str(bad),
+            "--set",
+            "validation.allowed_labels=[ham]",
+            "--set",
+            "registry.model_name=bad-model",
+            "--json",
+        ],
+        home,
+    )
+    assert proc.returncode == 1
+    out = _last_json(proc)
+    assert out["validation"]["success"] is False
+    assert out["validation"]["failed_expectations"] == ["expect_column_values_to_be_in_set"]
+    assert "labels.jsonl:1" in proc.stderr and out["model_version"] is None
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"}
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mlflow import MlflowClient; print(len(MlflowClient().search_model_versions(\"name='bad-model'\")))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_invalid_config_is_a_clear_error(home: Path, tmp_path: Path) -> None:
+    proc = _run(["run", "--data", str(tmp_path), "--set", "train.max_steps=-1"], home)
+    assert proc.returncode == 2 and "train.max_steps" in proc.stderr

@@ -1,0 +1,75 @@
+"""The whole training flow under Prefect's test harness, MLflow on sqlite in a temp home."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from lmloop import settings, tracking
+from lmloop.config import PipelineConfig
+from lmloop.stages import DataValidationError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
+    from flows.training import training_flow
+
+    return training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
+
+
+def test_flow_trains_evaluates_and_registers_a_champion(trained: dict, tiny_config: PipelineConfig) -> None:
+    name = tiny_config.registry.model_name
+    assert trained["model_name"] == name and trained["aliases"] == ["champion"]
+    assert tracking.alias_version(name, "champion") == trained["model_version"]
+    version = tracking.client().get_model_version(name, trained["model_version"])
+    assert version.tags["config_hash"] == tiny_config.digest()
+    assert len(version.tags["manifest_digest"]) == 16
+    metrics = trained["metrics"]
+    assert metrics["test_perplexity"] < metrics["unigram_perplexity"]
+    assert trained["validation"]["success"] is True
+
+
+def test_loss_fell_and_metrics_were_logged_every_n_steps(trained: dict) -> None:
+    client = tracking.client()
+    history = client.get_metric_history(trained["run_id"], "train_loss")
+    assert [m.step for m in history] == [10, 20, 30, 40]
+    assert history[-1].value < history[0].value
+    run = client.get_run(trained["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.max_steps"] == "40"
+    assert {"test_perplexity", "test_bits_per_byte", "unigram_perplexity"} <= set(run.data.metrics)
+    assert run.inputs.dataset_inputs, "the ingested data is logged as an MLflow dataset input"
+
+
+def test_stage_outputs_hold_artifact_config_and_metrics(trained: dict) -> None:
+    work = Path(trained["work_dir"])
+    model_dir = work / "model"
+    assert (model_dir / "model.safetensors").exists()
+    assert json.loads((model_dir / "metrics.json").read_text())["test_perplexity"] > 1
+    assert json.loads((work / "data" / "manifest.json").read_text())["files"]
+    assert work.is_relative_to(settings.lmloop_home())
+
+
+def test_registered_model_loads_back_and_generates(trained: dict, tiny_config: PipelineConfig) -> None:
+    tracking.client()
+    pipe = mlflow.transformers.load_model(f"models:/{tiny_config.registry.model_name}@champion")
+    out = pipe("Tire stezoubi", max_new_tokens=8, do_sample=False)
+    assert out[0]["generated_text"].startswith("Tire stezoubi")
+    assert len(out[0]["generated_text"]) > len("Tire stezoubi")
+
+
+def test_bad_data_stops_before_training_and_registers_nothing(
+    prefect_harness, tmp_path: Path, tiny_config: PipelineConfig
+) -> None:
+    from flows.training import training_flow
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["fine text"] * 30 + [""]))
+    cfg = tiny_config.model_copy(update={"registry": tiny_config.registry.model_copy(update={"model_name": "never"})})
+    with pytest.raises(DataValidationError, match=r"bad\.jsonl:31") as err:
+        training_flow(config=cfg, data=[str(bad)])
+    assert "expect_column_value_lengths_to_be_between" in err.value.report["failed_expectations"]
+    assert tracking.client().search_model_versions("name='never'") == []
