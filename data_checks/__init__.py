@@ -1,5 +1,23 @@
-"""Great Expectations suites for lmloop's data gate. The only module that talks to GX."""
+"""Great Expectations suites for lmloop's data gate. The only package that talks to GX."""
 
-from data_checks.text_suite import Failure, ValidationReport, build_text_suite, validate_frame
+from data_checks.text_suite import (
+    Failure,
+    ValidationReport,
+    corpus_suite,
+    file_suite,
+    token_suite,
+    validate_corpus,
+    validate_frame,
+    validate_token_lengths,
+)
 
-__all__ = ["Failure", "ValidationReport", "build_text_suite", "validate_frame"]
+__all__ = [
+    "Failure",
+    "ValidationReport",
+    "corpus_suite",
+    "file_suite",
+    "token_suite",
+    "validate_corpus",
+    "validate_frame",
+    "validate_token_lengths",
+]

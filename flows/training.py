@@ -33,14 +33,17 @@ def training_flow(
     run_id = start_tracking(config, run_name, sources)
     work = str(settings.work_dir() / run_id)
     try:
-        ingested = ingest_data(sources, config.data, work, run_id)
-        validation = validate_data(ingested["dataset"], config.validation, work, run_id)
-        splits = split_data(ingested["dataset"], config.data, work, run_id)["splits"]
-        tokenizer = train_tokenizer(splits, config.tokenizer, work, run_id)["tokenizer"]
-        blocks = tokenize_and_pack(splits, tokenizer, config.model.block_size, work, run_id)["blocks"]
+        ingest_data(sources, config.data, config.validation, work, run_id)
+        validation = validate_data(config.data, config.validation, work, run_id)
+        data_dir = f"{work}/data"
+        split_data(data_dir, config.data, sources, run_id)
+        tokenizer = train_tokenizer(data_dir, config.tokenizer, work, run_id)["tokenizer"]
+        blocks = tokenize_and_pack(data_dir, tokenizer, config.model.block_size, config.validation, work, run_id)[
+            "blocks"
+        ]
         trained = pretrain_model(blocks, tokenizer, config.model, config.train, work, run_id)
-        metrics = evaluate_model(trained["model_dir"], splits, blocks, config.eval, config.model.block_size, run_id)
-        tags = {"manifest_digest": ingested["digest"], "config_hash": config.digest(), "run_id": run_id}
+        metrics = evaluate_model(trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, run_id)
+        tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
         registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
     except BaseException:
         finish_tracking(run_id, "FAILED")

@@ -63,17 +63,16 @@ def run(
         console.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from exc
     from flows.training import training_flow
-    from lmloop.data import IngestError
-    from lmloop.stages import DataValidationError
+    from lmloop.corpus import DataValidationError
 
     try:
         result = training_flow(config=cfg, data=data, run_name=run_name)
     except DataValidationError as exc:
         console.print(f"[red]data rejected[/red] — {exc}")
         if as_json:
-            _emit_json({"status": "rejected", "validation": {"success": False, **exc.report}, "model_version": None})
+            _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
-    except (IngestError, ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # SourceError, ReadError, a failed stage
         console.print(f"[red]run failed:[/red] {exc}")
         if as_json:
             _emit_json({"status": "failed", "error": str(exc), "model_version": None})

@@ -31,6 +31,13 @@ class DataConfig(_Frozen):
     sources: list[str] = Field(default_factory=list, description="Files, folders or globs to ingest.")
     text_column: str = Field("text", description="Field/column holding the document text.")
     label_column: str = Field("label", description="Optional field/column holding a class label.")
+    id_column: str | None = Field(None, description="Optional field/column holding a record id (kept as record_id).")
+    roots: list[str] | None = Field(None, description="Only read inside these folders; default: each source's own.")
+    nfc: bool = Field(True, description="Unicode NFC normalisation of every document.")
+    clean_whitespace: bool = Field(True, description="Collapse runs of spaces, strip lines, keep paragraph breaks.")
+    frozen_eval: list[str] = Field(
+        default_factory=list, description="Frozen evaluation files: their documents are removed from training data."
+    )
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of documents for validation.")
     test_fraction: float = Field(0.10, gt=0.0, lt=0.5, description="Share of documents for test.")
 
@@ -43,6 +50,14 @@ class ValidationConfig(_Frozen):
     max_chars: int = Field(100_000, ge=1, description="Longest acceptable document, in characters.")
     allowed_labels: list[str] | None = Field(None, description="Labels allowed when a label is present.")
     mostly: float = Field(1.0, gt=0.0, le=1.0, description="Share of rows that must pass each row check.")
+    max_bad_char_share: float = Field(
+        0.01, ge=0.0, le=1.0, description="Per document: replacement/non-printable share."
+    )
+    max_duplicate_rate: float = Field(0.5, ge=0.0, le=1.0, description="Per file: share of exact duplicate documents.")
+    max_tokens: int | None = Field(None, ge=1, description="Per document, once a tokenizer exists.")
+    max_failed_file_share: float = Field(
+        0.25, ge=0.0, le=1.0, description="Continue without rejected files while their share is at most this."
+    )
 
 
 class TokenizerConfig(_Frozen):
@@ -50,6 +65,7 @@ class TokenizerConfig(_Frozen):
 
     vocab_size: int = Field(2048, ge=260, description="Target vocabulary size, special tokens included.")
     min_frequency: int = Field(2, ge=1, description="Merges seen fewer times than this are dropped.")
+    path: str | None = Field(None, description="Reuse this saved tokenizer instead of training one.")
 
 
 class ModelConfig(_Frozen):

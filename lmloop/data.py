@@ -1,200 +1,223 @@
-"""Ingestion: raw files -> rows (text, label, source, line, doc_id), a manifest, and hash splits.
+"""Ingestion: raw files -> validated, cleaned Arrow shards -> one deduplicated corpus with hash splits.
 
-Document boundaries: a ``.txt`` file holds one document per paragraph (blocks separated by a
-blank line); ``.jsonl`` one per line; ``.csv``/``.parquet`` one per row. Raw files are only read.
-Files and folders whose names start with ``.`` or ``_`` are skipped (``_meta/`` of sample data).
+Each raw file is read as a stream, cleaned, and checked by the Great Expectations file suite in
+chunks; its accepted rows land in an Arrow shard whose name is the file's content hash plus the
+settings that shaped it, so unchanged files are never read twice. The corpus is the shards
+concatenated (memory-mapped) and filtered by index: exact duplicates across files and documents
+of frozen eval sets are dropped. Raw files are only ever read.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
+import fsspec
+import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, Features, Value
+import pyarrow as pa
+from datasets import Dataset, concatenate_datasets
 
-SUFFIXES = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-FEATURES = Features(
-    {
-        "text": Value("string"),
-        "label": Value("string"),
-        "source": Value("string"),
-        "line": Value("int64"),
-        "doc_id": Value("string"),
-    }
-)
-_CHUNK = 1 << 20
+from data_checks import validate_frame
+from lmloop.cleaning import bad_char_share, doc_id, normalize_text
+from lmloop.config import DataConfig, ValidationConfig
+from lmloop.readers import Columns, ReadError, read_rows
+from lmloop.sources import SourceFile, discover
 
-
-class IngestError(ValueError):
-    """A source can't be read; the message names the file and, where it applies, the line."""
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One raw file as the manifest records it."""
-
-    path: str
-    sha256: str
-    size: int
-    format: str
-    rows: int
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def doc_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _visible(path: Path) -> bool:
-    return not any(part.startswith((".", "_")) for part in path.parts[-1:])
-
-
-def discover_files(sources: list[str]) -> list[Path]:
-    """Expand files, folders (recursively) and globs into a sorted list of supported files."""
-    found: set[Path] = set()
-    for source in sources:
-        matches = [Path(p) for p in glob.glob(str(Path(source).expanduser()), recursive=True)]
-        if not matches:
-            raise IngestError(f"{source}: no such file, folder or glob match")
-        for match in matches:
-            if match.is_dir():
-                for p in match.rglob("*"):
-                    rel = p.relative_to(match).parts
-                    if p.is_file() and not any(s.startswith((".", "_")) for s in rel):
-                        found.add(p)
-            elif _visible(match):
-                found.add(match)
-    files = sorted(p.resolve() for p in found if p.suffix.lower() in SUFFIXES)
-    if not files:
-        raise IngestError(f"{', '.join(sources)}: no .txt, .jsonl, .csv or .parquet files found")
-    return files
-
-
-def _read_txt(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    block: list[str] = []
-    start = 1
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                if not block:
-                    start = n
-                block.append(line.rstrip("\n"))
-            elif block:
-                yield start, "\n".join(block), None
-                block = []
-    if block:
-        yield start, "\n".join(block), None
-
-
-def _read_jsonl(path: Path, text_col: str, label_col: str) -> Iterator[tuple[int, str | None, str | None]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IngestError(f"{path}:{n}: malformed JSON line ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise IngestError(f"{path}:{n}: expected a JSON object per line")
-            label = record.get(label_col)
-            yield n, record.get(text_col), None if label is None else str(label)
-
-
-def _read_table(path: Path, fmt: str, text_col: str, label_col: str) -> Iterator[tuple[int, str | None, str | None]]:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv" else pd.read_parquet(path)
-    if text_col not in frame.columns:
-        raise IngestError(f"{path}: no column {text_col!r} (columns: {', '.join(map(str, frame.columns))})")
-    labels = frame[label_col] if label_col in frame.columns else [None] * len(frame)
-    first_row = 2 if fmt == "csv" else 1  # csv: line 1 is the header
-    for i, (text, label) in enumerate(zip(frame[text_col], labels, strict=True)):
-        text = None if pd.isna(text) else str(text)
-        label = None if label is None or pd.isna(label) or label == "" else str(label)
-        yield i + first_row, text, label
-
-
-def read_rows(path: Path, text_col: str = "text", label_col: str = "label") -> Iterator[dict]:
-    """Rows of one raw file, with the line (or row) each starts on."""
-    fmt = SUFFIXES[path.suffix.lower()]
-    if fmt == "txt":
-        rows = _read_txt(path)
-    elif fmt == "jsonl":
-        rows = _read_jsonl(path, text_col, label_col)
-    else:
-        rows = _read_table(path, fmt, text_col, label_col)
-    try:
-        for line, text, label in rows:
-            yield {
-                "text": text,
-                "label": label,
-                "source": str(path),
-                "line": line,
-                "doc_id": doc_hash(text)[:16] if isinstance(text, str) else "",
-            }
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not valid UTF-8 at byte {exc.start} ({exc.reason})") from exc
-
-
-def _generate(files: list[str], hashes: list[str], text_col: str, label_col: str) -> Iterator[dict]:
-    """Module-level so ``datasets`` can fingerprint it; ``hashes`` make the cache content-addressed."""
-    del hashes
-    for path in files:
-        yield from read_rows(Path(path), text_col, label_col)
-
-
-def ingest(sources: list[str], text_col: str = "text", label_col: str = "label") -> tuple[Dataset, list[FileEntry]]:
-    """Read every source into one Dataset (streamed into Arrow, never all in memory) and a manifest."""
-    files = discover_files(sources)
-    hashes = [sha256_file(p) for p in files]
-    kwargs = {
-        "files": [str(p) for p in files],
-        "hashes": hashes,
-        "text_col": text_col,
-        "label_col": label_col,
-    }
-    try:
-        dataset = Dataset.from_generator(_generate, features=FEATURES, gen_kwargs=kwargs)
-    except Exception as exc:  # datasets wraps generator errors; surface ours unchanged
-        cause = exc
-        while cause is not None and not isinstance(cause, IngestError):
-            cause = cause.__cause__ or cause.__context__
-        raise (cause or exc) from None
-    rows = Counter(dataset["source"])
-    entries = [
-        FileEntry(str(p), sha, p.stat().st_size, SUFFIXES[p.suffix.lower()], rows.get(str(p), 0))
-        for p, sha in zip(files, hashes, strict=True)
+CHUNK_ROWS = 50_000
+SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),
+        ("label", pa.string()),
+        ("source", pa.string()),
+        ("line", pa.int64()),
+        ("doc_id", pa.string()),
+        ("record_id", pa.string()),
     ]
-    return dataset, entries
+)
+_HASH_CHUNK = 1 << 20
 
 
-def manifest_digest(entries: list[FileEntry]) -> str:
-    """Digest of the raw data: the sorted content hashes, so moving the folder keeps it stable."""
-    return hashlib.sha256("\n".join(sorted(e.sha256 for e in entries)).encode()).hexdigest()[:16]
+@dataclass
+class FileReport:
+    """What happened to one raw file (the manifest entry)."""
+
+    uri: str
+    sha256: str = ""
+    size: int = 0
+    format: str = ""
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    status: str = "accepted"
+    reasons: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    shard: str | None = None
+
+    def reject(self, reason: str) -> None:
+        self.status = "rejected"
+        self.reasons.append(reason)
+        self.rows_rejected, self.rows_accepted = self.rows_read, 0
 
 
-def write_manifest(entries: list[FileEntry], path: Path) -> str:
-    digest = manifest_digest(entries)
-    payload = {"digest": digest, "files": [asdict(e) for e in entries]}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return digest
+def sha256_uri(uri: str) -> tuple[str, int]:
+    """Content hash and size of a raw file; a saved-dataset folder hashes its files in name order."""
+    digest, size = hashlib.sha256(), 0
+    local = Path(uri)
+    parts = sorted(p for p in local.rglob("*") if p.is_file()) if "://" not in uri and local.is_dir() else [uri]
+    for part in parts:
+        with fsspec.open(str(part), "rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    return digest.hexdigest(), size
 
 
-def split_of(doc_id: str, val_fraction: float, test_fraction: float) -> str:
+def settings_key(data: DataConfig, validation: ValidationConfig) -> str:
+    """Everything that changes a shard besides the raw bytes."""
+    shaping = {
+        "columns": [data.text_column, data.label_column, data.id_column],
+        "clean": [data.nfc, data.clean_whitespace],
+        "validation": validation.model_dump(exclude={"min_rows", "max_failed_file_share"}),
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def to_frame(rows: list[tuple], source: SourceFile, data: DataConfig) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["line", "text", "label", "record_id"])
+    frame["text"] = [
+        normalize_text(t, data.nfc, data.clean_whitespace) if isinstance(t, str) else None for t in frame["text"]
+    ]
+    frame["source"] = source.uri
+    frame["doc_id"] = [doc_id(t) if isinstance(t, str) else "" for t in frame["text"]]
+    frame["bad_char_share"] = bad_char_share(frame["text"].fillna(""))
+    return frame
+
+
+def _check_file(
+    source: SourceFile, report: FileReport, data: DataConfig, validation: ValidationConfig, shard: Path
+) -> None:
+    """Stream one file through cleaning and the GX file suite into ``shard``."""
+    cols = Columns(data.text_column, data.label_column, data.id_column)
+    tmp = shard.with_suffix(".partial")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
+        for rows in _chunks(read_rows(source, cols), CHUNK_ROWS):
+            frame = to_frame(rows, source, data)
+            result = validate_frame(frame, validation)
+            report.rows_read += len(frame)
+            if not result.success:
+                report.failures.extend(asdict(f) for f in result.failures)
+                report.reasons.extend(f.message() for f in result.failures)
+            keep = frame[~frame["line"].isin(result.bad_lines) & frame["text"].notna()]
+            report.rows_accepted += len(keep)
+            writer.write_table(pa.Table.from_pandas(keep[SCHEMA.names], schema=SCHEMA, preserve_index=False))
+    report.rows_rejected = report.rows_read - report.rows_accepted
+    if report.failures:
+        report.status = "rejected"
+    elif report.rows_read == 0:
+        report.reject("empty: no documents in the file")
+    tmp.replace(shard)
+
+
+def process_file(source: SourceFile, data: DataConfig, validation: ValidationConfig, cache: Path) -> FileReport:
+    """Read, clean and validate one raw file, reusing the cached result for unchanged content."""
+    sha, size = sha256_uri(source.uri)
+    key = f"{sha[:32]}-{settings_key(data, validation)}"
+    cached = cache / f"{key}.json"
+    if cached.exists():
+        report = FileReport(**json.loads(cached.read_text()))
+        report.uri = source.uri
+        return report
+    cache.mkdir(parents=True, exist_ok=True)
+    report = FileReport(uri=source.uri, sha256=sha, size=size, format=source.format)
+    shard = cache / f"{key}.arrow"
+    try:
+        _check_file(source, report, data, validation, shard)
+    except ReadError as exc:
+        report.reject(str(exc))
+    if report.status == "accepted":
+        report.shard = str(shard)
+    else:
+        shard.unlink(missing_ok=True)
+        shard.with_suffix(".partial").unlink(missing_ok=True)
+    cached.write_text(json.dumps(asdict(report)))
+    return report
+
+
+def ingest_files(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
+    """A report per raw file; files refused for path safety are reported as rejected, unread."""
+    files, refused = discover(sources, data.roots)
+    reports = [FileReport(uri=r.uri, status="rejected", reasons=[r.reason]) for r in refused]
+    return reports + [process_file(f, data, validation, cache) for f in files]
+
+
+def frozen_eval_ids(paths: list[str], data: DataConfig) -> set[str]:
+    """Document ids of the frozen eval sets, cleaned exactly like training data."""
+    ids: set[str] = set()
+    if not paths:
+        return ids
+    files, _ = discover(paths)  # configuration, not raw input: not confined to the data roots
+    cols = Columns(data.text_column, data.label_column, data.id_column)
+    for source in files:
+        for _, text, _, _ in read_rows(source, cols):
+            if isinstance(text, str):
+                ids.add(doc_id(normalize_text(text, data.nfc, data.clean_whitespace)))
+    return ids
+
+
+def select_documents(accepted: list[FileReport], exclude: set[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """Indices (into the concatenated shards) of the first copy of each document not in ``exclude``.
+
+    Drops are charged to the file whose shard held the row: byte-identical files share one shard,
+    so the rows' ``source`` column can't tell them apart.
+    """
+    seen: set[str] = set()
+    keep: list[int] = []
+    counts = {"duplicates_removed": 0, "leakage_removed": 0}
+    offset = 0
+    for report in accepted:
+        doc_ids = Dataset.from_file(report.shard)["doc_id"]
+        leaked = counts["leakage_removed"]
+        for i, did in enumerate(doc_ids):
+            reason = "leakage_removed" if did in exclude else "duplicates_removed" if did in seen else None
+            if reason:
+                counts[reason] += 1
+                report.rows_rejected += 1
+                report.rows_accepted -= 1
+            else:
+                seen.add(did)
+                keep.append(offset + i)
+        offset += len(doc_ids)
+        if len(doc_ids) and counts["leakage_removed"] - leaked == len(doc_ids):
+            report.reject(f"leakage: all {len(doc_ids)} documents also appear in a frozen eval set")
+    return np.asarray(keep, dtype=np.int64), counts
+
+
+def load_shards(paths: list[str]) -> Dataset:
+    return concatenate_datasets([Dataset.from_file(p) for p in paths]) if paths else Dataset.from_dict({})
+
+
+def manifest_digest(reports: list[FileReport]) -> str:
+    """Digest of the raw data used: sorted content hashes, so moving the folder keeps it stable."""
+    hashes = sorted(r.sha256 for r in reports if r.status == "accepted")
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+
+
+def split_of(doc: str, val_fraction: float, test_fraction: float) -> str:
     """Deterministic split from the document's content hash: adding data never moves a document."""
-    bucket = int(doc_id[:8], 16) / 0x1_0000_0000
+    bucket = int(doc[:8], 16) / 0x1_0000_0000
     if bucket < test_fraction:
         return "test"
     if bucket < test_fraction + val_fraction:
@@ -202,11 +225,6 @@ def split_of(doc_id: str, val_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-def split_by_hash(dataset: Dataset, val_fraction: float, test_fraction: float) -> DatasetDict:
-    names = [split_of(d, val_fraction, test_fraction) for d in dataset["doc_id"]]
-    return DatasetDict(
-        {
-            name: dataset.select([i for i, n in enumerate(names) if n == name])
-            for name in ("train", "validation", "test")
-        }
-    )
+def split_indices(corpus: Dataset, val_fraction: float, test_fraction: float) -> dict[str, np.ndarray]:
+    names = np.array([split_of(d, val_fraction, test_fraction) for d in corpus["doc_id"]])
+    return {name: np.flatnonzero(names == name) for name in ("train", "validation", "test")}

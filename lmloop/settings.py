@@ -22,8 +22,9 @@ _ENV_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 
@@ -40,6 +41,15 @@ def mlruns_dir() -> Path:
 def work_dir() -> Path:
     """Per-run stage outputs (dataset, tokenizer, token cache, checkpoints, model)."""
     return lmloop_home() / "work"
+
+
+def cache_dir() -> Path:
+    """Content-addressed shards and token ids, shared by every run under this home."""
+    return lmloop_home() / "cache"
+
+
+def quarantine_dir() -> Path:
+    return lmloop_home() / "quarantine"
 
 
 def tracking_uri() -> str:

@@ -6,29 +6,29 @@ output folder (artifact + the numbers that describe it) so a run can be inspecte
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasets import load_from_disk
 
-from data_checks import validate_frame
+from data_checks import validate_token_lengths
+from lmloop import settings
 from lmloop.config import DataConfig, EvalConfig, ModelConfig, TokenizerConfig, TrainConfig, ValidationConfig
-from lmloop.data import ingest, split_by_hash, write_manifest
+from lmloop.corpus import DataValidationError, gate, load_corpus, load_split, save_splits, split_index
+from lmloop.data import FileReport, ingest_files
 from lmloop.evaluate import generate_samples, timed_scores, unigram_scores
 from lmloop.model import build_causal_lm
-from lmloop.packing import pack, tokenize_documents
+from lmloop.packing import pack
+from lmloop.token_cache import load_tokens, tokenize_shards
 from lmloop.tokenizer import load_tokenizer, train_bpe
 from lmloop.train import LogFn, train_causal_lm
 
-
-class DataValidationError(RuntimeError):
-    """The data gate rejected the input; ``report`` holds the failed expectations."""
-
-    def __init__(self, report: dict[str, Any], message: str) -> None:
-        super().__init__(message)
-        self.report = report
+__all__ = ["DataValidationError"]
 
 
 def write_json(path: Path, payload: Any) -> Path:
@@ -37,61 +37,66 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
-def ingest_stage(sources: list[str], cfg: DataConfig, out: Path) -> dict[str, Any]:
-    dataset, entries = ingest(sources, cfg.text_column, cfg.label_column)
-    dataset.save_to_disk(str(out / "dataset"))
-    digest = write_manifest(entries, out / "manifest.json")
+def ingest_stage(sources: list[str], data: DataConfig, validation: ValidationConfig, out: Path) -> dict[str, Any]:
+    """Read, clean and check every raw file (GX file suite); cached by content hash."""
+    reports = ingest_files(sources, data, validation, settings.cache_dir() / "shards")
+    write_json(out / "files.json", [asdict(r) for r in reports])
     return {
-        "dataset": str(out / "dataset"),
-        "manifest": str(out / "manifest.json"),
-        "digest": digest,
-        "rows": len(dataset),
-        "files": len(entries),
+        "files": len(reports),
+        "files_rejected": sum(r.status == "rejected" for r in reports),
+        "rows_read": sum(r.rows_read for r in reports),
+        "bytes_read": sum(r.size for r in reports),
     }
 
 
-def validation_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Data validation: {'passed' if report['success'] else 'FAILED'}", "", f"Rows: {report['rows']}", ""]
-    for failure in report["failures"]:
-        lines.append(
-            f"- **{failure['expectation']}** ({failure['column'] or 'table'}): {failure['unexpected_count']} rows"
-        )
-        lines.extend(f"  - `{e['file']}:{e['line']}`: `{e['value']!r}`" for e in failure["examples"])
-        if not failure["examples"]:
-            lines.append(f"  - observed: `{failure['observed']}`")
-    return "\n".join(lines) + "\n"
+def gate_stage(data: DataConfig, validation: ValidationConfig, out: Path, batch: str) -> dict[str, Any]:
+    """Quarantine rejected files, dedup, drop eval leakage, check the corpus; raises when the data is rejected."""
+    reports = [FileReport(**r) for r in json.loads((out / "files.json").read_text())]
+    return gate(reports, data, validation, out, settings.quarantine_dir() / batch)
 
 
-def validate_stage(dataset_path: str, cfg: ValidationConfig, out: Path) -> dict[str, Any]:
-    """Run the GX suite; write ``validation.json`` and ``validation.md``. Raises when the data is rejected."""
-    frame = load_from_disk(dataset_path).select_columns(["text", "label", "source", "line"]).to_pandas()
-    report = validate_frame(frame, cfg)
-    payload = report.to_dict()
-    write_json(out / "validation.json", payload)
-    (out / "validation.md").write_text(validation_markdown(payload))
+def split_stage(data_dir: str, data: DataConfig) -> dict[str, Any]:
+    sizes = save_splits(data_dir, data)
+    doc_ids = load_corpus(data_dir)["doc_id"]
+    digests = {}
+    for name in sizes:
+        ids = "\n".join(doc_ids[int(i)] for i in split_index(data_dir, name))
+        digests[name] = hashlib.sha256(ids.encode()).hexdigest()[:16]
+    return {"sizes": sizes, "digests": digests}
+
+
+def tokenizer_stage(data_dir: str, cfg: TokenizerConfig, out: Path) -> dict[str, Any]:
+    """Train byte-level BPE on the training split, or reuse ``cfg.path``."""
+    target = out / "tokenizer"
+    if cfg.path:
+        shutil.copytree(cfg.path, target, dirs_exist_ok=True)
+        return {"tokenizer": str(target), "vocab_size": len(load_tokenizer(target)), "reused": True}
+    train = load_split(data_dir, "train").select_columns(["text"])
+    texts = (t for batch in train.iter(batch_size=10_000) for t in batch["text"])
+    tokenizer = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, target)
+    return {"tokenizer": str(target), "vocab_size": len(tokenizer), "reused": False}
+
+
+def _check_token_lengths(data_dir: str, tokens: Any, validation: ValidationConfig) -> None:
+    frame = load_corpus(data_dir).select_columns(["text", "source", "line"]).to_pandas()
+    frame["n_tokens"] = np.asarray(tokens["n_tokens"])
+    report = validate_token_lengths(frame, validation)
     if not report.success:
-        raise DataValidationError(payload, report.summary())
-    return payload
+        raise DataValidationError(report.to_dict(), report.summary())
 
 
-def split_stage(dataset_path: str, cfg: DataConfig, out: Path) -> dict[str, Any]:
-    splits = split_by_hash(load_from_disk(dataset_path), cfg.val_fraction, cfg.test_fraction)
-    splits.save_to_disk(str(out / "splits"))
-    return {"splits": str(out / "splits"), "sizes": {name: len(ds) for name, ds in splits.items()}}
-
-
-def tokenizer_stage(splits_path: str, cfg: TokenizerConfig, out: Path) -> dict[str, Any]:
-    train = load_from_disk(splits_path)["train"]
-    tokenizer = train_bpe(iter(train["text"]), cfg.vocab_size, cfg.min_frequency, out / "tokenizer")
-    return {"tokenizer": str(out / "tokenizer"), "vocab_size": len(tokenizer)}
-
-
-def pack_stage(splits_path: str, tokenizer_path: str, block_size: int, out: Path) -> dict[str, Any]:
-    tokenizer = load_tokenizer(tokenizer_path)
-    splits = load_from_disk(splits_path)
-    sizes = {}
+def pack_stage(
+    data_dir: str, tokenizer_path: str, block_size: int, validation: ValidationConfig, out: Path
+) -> dict[str, Any]:
+    """Token ids from the content-addressed cache, packed into blocks for train and validation."""
+    shards = json.loads((Path(data_dir) / "corpus.json").read_text())["shards"]
+    cache = tokenize_shards(shards, tokenizer_path, settings.cache_dir() / "tokens")
+    tokens = load_tokens(cache["paths"]).select(np.load(Path(data_dir) / "keep.npy"))
+    if validation.max_tokens:
+        _check_token_lengths(data_dir, tokens, validation)
+    sizes: dict[str, Any] = {"shards_tokenized": cache["tokenized"], "shards_from_cache": cache["cached"]}
     for name in ("train", "validation"):
-        blocks = pack(tokenize_documents(splits[name], tokenizer), block_size)
+        blocks = pack(tokens.select(split_index(data_dir, name)).select_columns(["input_ids"]), block_size)
         blocks.save_to_disk(str(out / "blocks" / name))
         sizes[f"{name}_blocks"] = len(blocks)
     sizes["train_tokens"] = sizes["train_blocks"] * block_size
@@ -117,23 +122,21 @@ def pretrain_stage(
     model_dir = out / "model"
     model.save_pretrained(str(model_dir))  # safetensors
     tokenizer.save_pretrained(str(model_dir))
-    summary = {"model_dir": str(model_dir), "parameters": model.num_parameters(), **result.__dict__}
+    summary = {"model_dir": str(model_dir), "parameters": model.num_parameters(), **asdict(result)}
     write_json(model_dir / "train_summary.json", summary)
     return summary
 
 
-def evaluate_stage(
-    model_dir: str, splits_path: str, blocks_path: str, cfg: EvalConfig, block_size: int
-) -> dict[str, Any]:
+def evaluate_stage(model_dir: str, data_dir: str, blocks_path: str, cfg: EvalConfig, block_size: int) -> dict[str, Any]:
     """Test-split perplexity and bits per byte beside a unigram baseline; writes ``metrics.json`` by the model."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    texts = list(load_from_disk(splits_path)["test"]["text"])
+    texts = list(load_split(data_dir, "test")["text"])
     scores, tokens_per_second = timed_scores(model, tokenizer, texts, block_size, cfg.stride, cfg.batch_size)
-    train_ids = np.asarray(load_from_disk(str(Path(blocks_path) / "train")).with_format("numpy")["input_ids"]).ravel()
-    unigram = unigram_scores(train_ids, texts, tokenizer)
+    train_ids = np.concatenate(load_from_disk(str(Path(blocks_path) / "train")).with_format("numpy")["input_ids"])
+    unigram = unigram_scores(train_ids.ravel(), texts, tokenizer)
     metrics = {
         "test_perplexity": scores.perplexity(),
         "test_bits_per_byte": scores.bits_per_byte(),

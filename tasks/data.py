@@ -11,29 +11,38 @@ from lmloop.config import DataConfig, ValidationConfig
 
 
 @task
-def ingest_data(sources: list[str], cfg: DataConfig, work: str, run_id: str) -> dict[str, Any]:
-    out = stages.ingest_stage(sources, cfg, Path(work) / "data")
-    tracking.log_artifact(run_id, Path(out["manifest"]), "data")
-    tracking.log_dataset(run_id, "raw", out["digest"], sources[0], context="ingested")
-    tracking.log_metrics(run_id, {"data_rows": out["rows"], "data_files": out["files"]})
+def ingest_data(
+    sources: list[str], data: DataConfig, validation: ValidationConfig, work: str, run_id: str
+) -> dict[str, Any]:
+    """Read, clean and run the GX file suite on every raw file (cached by content hash)."""
+    out = stages.ingest_stage(sources, data, validation, Path(work) / "data")
+    tracking.log_metrics(run_id, {f"ingest_{k}": v for k, v in out.items()})
     return out
 
 
 @task
-def validate_data(dataset: str, cfg: ValidationConfig, work: str, run_id: str) -> dict[str, Any]:
-    """Great Expectations gate; raises ``DataValidationError`` (no retry) when the data is rejected."""
+def validate_data(data: DataConfig, validation: ValidationConfig, work: str, run_id: str) -> dict[str, Any]:
+    """The data gate; raises ``DataValidationError`` (never retried) when the data is rejected."""
     out = Path(work) / "data"
     try:
-        return stages.validate_stage(dataset, cfg, out)
+        summary = stages.gate_stage(data, validation, out, batch=run_id)
     finally:
-        report = out / "validation.md"
-        if report.exists():
-            tracking.log_artifact(run_id, report, "data")
-            create_markdown_artifact(report.read_text(), key="data-validation", description="GX text suite")
+        for name in ("validation.md", "validation.json", "manifest.json"):
+            if (out / name).exists():
+                tracking.log_artifact(run_id, out / name, "data")
+        if (out / "validation.md").exists():
+            create_markdown_artifact(
+                (out / "validation.md").read_text(), key="data-validation", description="lmloop data gate"
+            )
+    counts = ("rows", "files_rejected", "duplicates_removed", "leakage_removed")
+    tracking.log_metrics(run_id, {f"data_{k}": summary[k] for k in counts})
+    return summary
 
 
 @task
-def split_data(dataset: str, cfg: DataConfig, work: str, run_id: str) -> dict[str, Any]:
-    out = stages.split_stage(dataset, cfg, Path(work) / "data")
+def split_data(data_dir: str, data: DataConfig, sources: list[str], run_id: str) -> dict[str, Any]:
+    out = stages.split_stage(data_dir, data)
+    for name, digest in out["digests"].items():
+        tracking.log_dataset(run_id, f"{name}", digest, sources[0], context=name)
     tracking.log_metrics(run_id, {f"{name}_documents": n for name, n in out["sizes"].items()})
     return out

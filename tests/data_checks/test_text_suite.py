@@ -1,44 +1,69 @@
 import pandas as pd
 
-from data_checks import validate_frame
+from data_checks import validate_corpus, validate_frame, validate_token_lengths
+from lmloop.cleaning import bad_char_share, doc_id
 from lmloop.config import ValidationConfig
 
 CFG = ValidationConfig(min_rows=3, max_chars=50, allowed_labels=["a", "b"])
 
 
-def _frame(texts: list, labels: list) -> pd.DataFrame:
+def _frame(texts: list, labels: list | None = None) -> pd.DataFrame:
     n = len(texts)
-    return pd.DataFrame({"text": texts, "label": labels, "source": ["f.jsonl"] * n, "line": list(range(1, n + 1))})
+    frame = pd.DataFrame({"text": texts, "label": labels or [None] * n, "source": ["f.jsonl"] * n})
+    frame["line"] = range(1, n + 1)
+    frame["doc_id"] = [doc_id(t) if isinstance(t, str) else "" for t in texts]
+    frame["bad_char_share"] = bad_char_share(frame["text"].fillna(""))
+    return frame
+
+
+def _failed(report) -> dict:
+    return {f.expectation: f for f in report.failures}
 
 
 def test_good_frame_passes() -> None:
     report = validate_frame(_frame(["hello", "world", "again"], ["a", "b", None]), CFG)
-    assert report.success and report.rows == 3 and not report.failures
+    assert report.success and report.rows == 3 and not report.failures and not report.bad_lines
 
 
-def test_bad_frame_names_expectation_file_line_and_example() -> None:
-    frame = _frame(["fine", "", None, "x" * 80], ["a", "zz", "a", "b"])
+def test_bad_rows_name_expectation_file_line_and_example() -> None:
+    frame = _frame(
+        ["fine", "", None, "x" * 80, "nul\x00byte", "mojibake \ufffd\ufffd", "ok"], ["a", "zz", "a", "b", "a", "a", "a"]
+    )
     report = validate_frame(frame, CFG)
-    assert not report.success
-    failed = {f.expectation: f for f in report.failures}
+    failed = _failed(report)
     assert set(failed) == {
         "expect_column_values_to_not_be_null",
         "expect_column_value_lengths_to_be_between",
         "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_values_to_be_between",
     }
     assert failed["expect_column_values_to_be_in_set"].examples == [{"file": "f.jsonl", "line": 2, "value": "zz"}]
-    lengths = failed["expect_column_value_lengths_to_be_between"]
-    assert {e["line"] for e in lengths.examples} == {2, 4}
+    assert {e["line"] for e in failed["expect_column_value_lengths_to_be_between"].examples} == {2, 4}
+    assert failed["expect_column_values_to_not_match_regex"].examples[0]["line"] == 5
+    assert {e["line"] for e in failed["expect_column_values_to_be_between"].examples} == {5, 6}
+    assert report.bad_lines == {2, 3, 4, 5, 6}
     assert "f.jsonl:2" in report.summary()
 
 
-def test_too_few_rows_fails_the_table_expectation() -> None:
-    report = validate_frame(_frame(["one"], ["a"]), CFG)
-    assert [f.expectation for f in report.failures] == ["expect_table_row_count_to_be_between"]
-    assert report.failures[0].observed == 1
+def test_duplicate_ceiling() -> None:
+    report = validate_frame(_frame(["same"] * 9 + ["other"]), CFG)
+    assert list(_failed(report)) == ["expect_column_proportion_of_unique_values_to_be_between"]
+    assert validate_frame(_frame(["same"] * 2 + ["other", "more"]), CFG).success
 
 
-def test_mostly_tolerates_a_share_of_bad_rows() -> None:
-    frame = _frame(["ok"] * 9 + [""], ["a"] * 10)
+def test_mostly_tolerates_a_share_of_bad_rows_which_are_listed_for_dropping() -> None:
+    frame = _frame([f"ok {i}" for i in range(9)] + [""])
     assert not validate_frame(frame, CFG).success
-    assert validate_frame(frame, CFG.model_copy(update={"mostly": 0.85})).success
+    report = validate_frame(frame, CFG.model_copy(update={"mostly": 0.85}))
+    assert report.success and report.bad_lines == {10}
+
+
+def test_corpus_and_token_suites() -> None:
+    assert [f.expectation for f in validate_corpus(pd.Series(["a", "b"]), CFG).failures] == [
+        "expect_table_row_count_to_be_between"
+    ]
+    frame = _frame(["short", "a much longer document"])
+    frame["n_tokens"] = [2, 40]
+    report = validate_token_lengths(frame, CFG.model_copy(update={"max_tokens": 10}))
+    assert not report.success and report.failures[0].examples[0]["line"] == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bad_inputs import EXPECTED, write_bad_inputs
 from tests.conftest import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Pat
     assert proc.returncode == 1
     out = _last_json(proc)
     assert out["validation"]["success"] is False
-    assert out["validation"]["failed_expectations"] == ["expect_column_values_to_be_in_set"]
+    assert "expect_column_values_to_be_in_set" in out["validation"]["failed_expectations"]
     assert "labels.jsonl:1" in proc.stderr and out["model_version"] is None
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"}
     check = subprocess.run(
@@ -77,6 +78,19 @@ def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Pat
         timeout=120,
     )
     assert check.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_a_folder_of_only_bad_inputs_names_every_file_and_exits_non_zero(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    frozen = write_bad_inputs(bad, tmp_path / "outside")
+    sets = ["--set", "registry.model_name=bad-inputs", "--set", f"data.frozen_eval=[{frozen}]"]
+    proc = _run(["run", "--data", str(bad), *sets, "--json"], home)
+    assert proc.returncode == 1
+    for name in EXPECTED:
+        assert name in proc.stderr, name
+    out = _last_json(proc)
+    assert out["validation"]["success"] is False and len(out["validation"]["rejected_files"]) == len(EXPECTED)
+    assert out["model_version"] is None
 
 
 def test_invalid_config_is_a_clear_error(home: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
-from lmloop.stages import DataValidationError
+from lmloop.corpus import DataValidationError
 
 pytestmark = pytest.mark.slow
 
