@@ -8,6 +8,7 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
+from lmloop.corpus import DataValidationError
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.register import register_model
@@ -45,10 +46,13 @@ def training_flow(
         metrics = evaluate_model(trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, run_id)
         tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
         registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
-    except BaseException:
-        finish_tracking(run_id, "FAILED")
+    except DataValidationError:
+        finish_tracking(config, run_name, sources, run_id, "rejected")
         raise
-    finish_tracking(run_id, "FINISHED")
+    except Exception:
+        finish_tracking(config, run_name, sources, run_id, "failed")
+        raise
+    finish_tracking(config, run_name, sources, run_id, "complete")
     metrics = {
         **metrics,
         "train_tokens_per_second": trained["tokens_per_second"],

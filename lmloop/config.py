@@ -100,6 +100,17 @@ class TrainConfig(_Frozen):
     log_every: int = Field(25, ge=1, description="Steps between metric logs; the loss is synced only then.")
     seed: int = 1337
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = Field(False, description="torch.compile the model (pays a warm-up; best on GPU).")
+    checkpoint_every: int = Field(
+        100, ge=1, description="Steps between checkpoints (also saved at the end and on SIGTERM)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Complete checkpoints kept; older ones are deleted.")
+    eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations.")
+    eval_batches: int = Field(20, ge=1, description="Validation batches per periodic evaluation.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without a better validation loss."
+    )
+    nproc: int = Field(1, ge=1, description="Data-parallel processes on this machine (launched with torchrun).")
 
 
 class EvalConfig(_Frozen):

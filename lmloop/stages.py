@@ -118,7 +118,9 @@ def pretrain_stage(
         intermediate_size=model_cfg.intermediate_size,
         dropout=model_cfg.dropout,
     )
-    result = train_causal_lm(model, load_from_disk(str(Path(blocks_path) / "train")), train_cfg, log)
+    blocks = Path(blocks_path)
+    val = load_from_disk(str(blocks / "validation")) if (blocks / "validation").exists() else None
+    result = train_causal_lm(model, load_from_disk(str(blocks / "train")), train_cfg, log, out / "checkpoints", val)
     model_dir = out / "model"
     model.save_pretrained(str(model_dir))  # safetensors
     tokenizer.save_pretrained(str(model_dir))

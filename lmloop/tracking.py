@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,31 @@ def ensure_experiment(name: str) -> str:
 def start_run(experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
     run = client().create_run(ensure_experiment(experiment), run_name=run_name, tags=tags or {})
     return run.info.run_id
+
+
+def reopen_run(run_id: str) -> None:
+    """Mark an interrupted run as running again: a resumed flow keeps logging into the same run."""
+    client().update_run(run_id, status="RUNNING")
+
+
+def last_step(run_id: str, metric: str) -> int:
+    """The highest step already logged for ``metric`` (0 when none): a resumed run logs only past it."""
+    history = client().get_metric_history(run_id, metric)
+    return max((m.step for m in history), default=0)
+
+
+@contextmanager
+def system_metrics(run_id: str, interval: float = 10.0) -> Iterator[None]:
+    """MLflow system metrics (CPU, memory, GPU) for the run while the block runs."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    client()
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=True)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def finish_run(run_id: str, status: str = "FINISHED") -> None:

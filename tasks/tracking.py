@@ -1,20 +1,39 @@
 from __future__ import annotations
 
+import hashlib
+import json
+
 from prefect import task
 
-from lmloop import tracking
+from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
+
+
+def _index_file(config: PipelineConfig, run_name: str | None, sources: list[str]):
+    key = hashlib.sha256(json.dumps([config.digest(), sorted(sources), run_name]).encode()).hexdigest()[:16]
+    return settings.work_dir() / "index" / f"{key}.json"
 
 
 @task(retries=2, retry_delay_seconds=2)
 def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[str]) -> str:
-    """Open the MLflow run that every later stage logs into; log the config as params."""
+    """Open the MLflow run every stage logs into. The same config, data and name after a crash or a
+    failure resumes the same run (and its checkpoints) instead of starting over."""
+    index = _index_file(config, run_name, sources)
+    if index.exists():
+        previous = json.loads(index.read_text())
+        if previous["status"] in ("running", "failed"):
+            tracking.reopen_run(previous["run_id"])
+            return previous["run_id"]
     run_id = tracking.start_run(config.registry.experiment, run_name, {"lmloop.config_hash": config.digest()})
     tracking.log_params(run_id, {**config.flat(), "data.sources": sources})
     tracking.log_dict(run_id, config.model_dump(mode="json"), "config.json")
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({"run_id": run_id, "status": "running"}))
     return run_id
 
 
 @task
-def finish_tracking(run_id: str, status: str) -> None:
-    tracking.finish_run(run_id, status)
+def finish_tracking(config: PipelineConfig, run_name: str | None, sources: list[str], run_id: str, status: str) -> None:
+    """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable)."""
+    tracking.finish_run(run_id, "FINISHED" if status == "complete" else "FAILED")
+    _index_file(config, run_name, sources).write_text(json.dumps({"run_id": run_id, "status": status}))

@@ -13,18 +13,15 @@ from lmloop.config import ModelConfig, TrainConfig
 def pretrain_model(
     blocks: str, tokenizer: str, model_cfg: ModelConfig, train_cfg: TrainConfig, work: str, run_id: str
 ) -> dict[str, Any]:
-    """Train from scratch; loss, learning rate, grad norm and tokens/s go to MLflow every ``log_every`` steps."""
+    """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice."""
+    already = tracking.last_step(run_id, "train_loss")
 
     def log(metrics: dict[str, float], step: int) -> None:
-        tracking.log_metrics(run_id, metrics, step)
+        if step > already:
+            tracking.log_metrics(run_id, metrics, step)
 
-    out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log)
-    tracking.log_metrics(
-        run_id,
-        {
-            "train_tokens_per_second": out["tokens_per_second"],
-            "parameters": out["parameters"],
-            "train_tokens": out["tokens"],
-        },
-    )
+    with tracking.system_metrics(run_id):
+        out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log)
+    summary = {k: out[k] for k in ("tokens_per_second", "parameters", "tokens", "mfu", "resumed_from")}
+    tracking.log_metrics(run_id, {f"train_{k}": v for k, v in summary.items()})
     return out
