@@ -35,7 +35,7 @@ configure_environment()
 from data_checks import validate_frame  # noqa: E402
 from lmloop.config import DataConfig, ValidationConfig  # noqa: E402
 from lmloop.corpus import gate  # noqa: E402
-from lmloop.data import CHUNK_ROWS, _chunks, ingest_files, to_frame  # noqa: E402
+from lmloop.data import CHUNK_ROWS, _chunks, ingest_files, release_memory, to_frame  # noqa: E402
 from lmloop.readers import Columns, read_rows  # noqa: E402
 from lmloop.sample_data import write_corpus  # noqa: E402
 from lmloop.sources import discover  # noqa: E402
@@ -68,9 +68,18 @@ def make_corpus(root: Path, megabytes: int) -> list[Path]:
     return files
 
 
-def timed(fn):
+RSS_BY_PHASE: dict[str, float] = {}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, phase: str | None = None):
     start = time.perf_counter()
     result = fn()
+    if phase:
+        RSS_BY_PHASE[phase] = round(rss_mb(), 1)
     return result, time.perf_counter() - start
 
 
@@ -85,6 +94,7 @@ def phase_read_and_validate(folder: Path, data: DataConfig, validation: Validati
                 break
             _, dt = timed(lambda frame=frame: validate_frame(frame, validation))
             validate_s += dt
+            release_memory()
     return read_s, validate_s
 
 
@@ -103,14 +113,15 @@ def main() -> None:
     files = make_corpus(root, args.mb)
     folder = files[0].parent
     mb = sum(p.stat().st_size for p in files) / 1e6
-    (read_s, validate_s) = phase_read_and_validate(folder, data, validation)
-    reports, pipeline_s = timed(lambda: ingest_files([str(folder)], data, validation, cache_dir() / "shards"))
-    summary, gate_s = timed(lambda: gate(reports, data, validation, root / "out", root / "quarantine"))
+    RSS_BY_PHASE["start"] = round(rss_mb(), 1)
+    (read_s, validate_s), _ = timed(lambda: phase_read_and_validate(folder, data, validation), "read+validate")
+    reports, pipeline_s = timed(lambda: ingest_files([str(folder)], data, validation, cache_dir() / "shards"), "ingest")
+    summary, gate_s = timed(lambda: gate(reports, data, validation, root / "out", root / "quarantine"), "gate")
     shards = [r.shard for r in reports if r.status == "accepted"]
     tok_dir = root / "tokenizer"
     sample = (json.loads(line)["text"] for line in files[0].open())
     train_bpe(sample, 2048, 2, tok_dir)
-    first, tokenize_s = timed(lambda: tokenize_shards(shards, tok_dir, cache_dir() / "tokens"))
+    first, tokenize_s = timed(lambda: tokenize_shards(shards, tok_dir, cache_dir() / "tokens"), "tokenize")
     rerun, rerun_s = timed(lambda: tokenize_shards(shards, tok_dir, cache_dir() / "tokens"))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # one more file: only it is read and tokenized
@@ -139,6 +150,7 @@ def main() -> None:
         "tokenize_mb_per_s": round(mb / tokenize_s, 2),
         "encode_batch_mb_per_s": round(mb / baseline_s, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "peak_rss_mb_after": RSS_BY_PHASE,
         "rerun_tokenize_s": round(rerun_s, 3),
         "rerun_shards_tokenized": rerun["tokenized"],
         "added_file_shards_tokenized": added["tokenized"],

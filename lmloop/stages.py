@@ -20,13 +20,13 @@ from data_checks import validate_token_lengths
 from lmloop import settings
 from lmloop.config import DataConfig, EvalConfig, ModelConfig, TokenizerConfig, TrainConfig, ValidationConfig
 from lmloop.corpus import DataValidationError, gate, load_corpus, load_split, save_splits, split_index
-from lmloop.data import FileReport, ingest_files
+from lmloop.data import FileReport, id_array, ingest_files
 from lmloop.evaluate import generate_samples, timed_scores, unigram_scores
 from lmloop.model import build_causal_lm
 from lmloop.packing import pack
 from lmloop.token_cache import load_tokens, tokenize_shards
 from lmloop.tokenizer import load_tokenizer, train_bpe
-from lmloop.train import LogFn, train_causal_lm
+from lmloop.train import LogFn, is_main_process, train_causal_lm
 
 __all__ = ["DataValidationError"]
 
@@ -57,11 +57,8 @@ def gate_stage(data: DataConfig, validation: ValidationConfig, out: Path, batch:
 
 def split_stage(data_dir: str, data: DataConfig) -> dict[str, Any]:
     sizes = save_splits(data_dir, data)
-    doc_ids = load_corpus(data_dir)["doc_id"]
-    digests = {}
-    for name in sizes:
-        ids = "\n".join(doc_ids[int(i)] for i in split_index(data_dir, name))
-        digests[name] = hashlib.sha256(ids.encode()).hexdigest()[:16]
+    ids = id_array(load_corpus(data_dir)["doc_id"])
+    digests = {name: hashlib.sha256(ids[split_index(data_dir, name)].tobytes()).hexdigest()[:16] for name in sizes}
     return {"sizes": sizes, "digests": digests}
 
 
@@ -103,9 +100,11 @@ def pack_stage(
     return {"blocks": str(out / "blocks"), **sizes}
 
 
-def pretrain_stage(
-    blocks_path: str, tokenizer_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, log: LogFn
+def train_and_save(
+    blocks_path: str, tokenizer_path: str, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, log: LogFn | None
 ) -> dict[str, Any]:
+    """Build, train (resuming from ``out/checkpoints``) and, on rank 0, save the model. Runs in every
+    data-parallel process when launched by :mod:`lmloop.worker`."""
     tokenizer = load_tokenizer(tokenizer_path)
     model = build_causal_lm(
         model_cfg.architecture,
@@ -122,11 +121,38 @@ def pretrain_stage(
     val = load_from_disk(str(blocks / "validation")) if (blocks / "validation").exists() else None
     result = train_causal_lm(model, load_from_disk(str(blocks / "train")), train_cfg, log, out / "checkpoints", val)
     model_dir = out / "model"
-    model.save_pretrained(str(model_dir))  # safetensors
-    tokenizer.save_pretrained(str(model_dir))
     summary = {"model_dir": str(model_dir), "parameters": model.num_parameters(), **asdict(result)}
-    write_json(model_dir / "train_summary.json", summary)
+    if is_main_process():
+        model.save_pretrained(str(model_dir))  # safetensors
+        tokenizer.save_pretrained(str(model_dir))
+        write_json(model_dir / "train_summary.json", summary)
     return summary
+
+
+def pretrain_stage(
+    blocks_path: str,
+    tokenizer_path: str,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out: Path,
+    log: LogFn | None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Train in this process, or with ``train.nproc > 1`` in that many torchrun processes (rank 0 logs to ``run_id``)."""
+    if train_cfg.nproc == 1:
+        return train_and_save(blocks_path, tokenizer_path, model_cfg, train_cfg, out, log)
+    from lmloop.worker import launch
+
+    spec = {
+        "blocks": blocks_path,
+        "tokenizer": tokenizer_path,
+        "model": model_cfg.model_dump(),
+        "train": train_cfg.model_dump(),
+        "out": str(out),
+        "run_id": run_id,
+    }
+    launch(write_json(out / "train_spec.json", spec), train_cfg.nproc)
+    return json.loads((out / "model" / "train_summary.json").read_text())
 
 
 def evaluate_stage(model_dir: str, data_dir: str, blocks_path: str, cfg: EvalConfig, block_size: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -57,6 +57,17 @@ def last_step(run_id: str, metric: str) -> int:
     """The highest step already logged for ``metric`` (0 when none): a resumed run logs only past it."""
     history = client().get_metric_history(run_id, metric)
     return max((m.step for m in history), default=0)
+
+
+def step_logger(run_id: str, metric: str = "train_loss") -> Callable[[dict[str, float], int], None]:
+    """Log training metrics by step, skipping steps a resumed run already logged."""
+    already = last_step(run_id, metric)
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        if step > already:
+            log_metrics(run_id, metrics, step)
+
+    return log
 
 
 @contextmanager

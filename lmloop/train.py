@@ -10,6 +10,7 @@ AVX-512). The loss and grad norm are read back to the host only every ``log_ever
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -82,6 +83,11 @@ class _Stop:
     def __exit__(self, *_: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or the only process): the one that logs, checkpoints and saves."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:

@@ -60,9 +60,7 @@ def test_mostly_tolerates_a_share_of_bad_rows_which_are_listed_for_dropping() ->
 
 
 def test_corpus_and_token_suites() -> None:
-    assert [f.expectation for f in validate_corpus(pd.Series(["a", "b"]), CFG).failures] == [
-        "expect_table_row_count_to_be_between"
-    ]
+    assert [f.expectation for f in validate_corpus(2, CFG).failures] == ["expect_table_row_count_to_be_between"]
     frame = _frame(["short", "a much longer document"])
     frame["n_tokens"] = [2, 40]
     report = validate_token_lengths(frame, CFG.model_copy(update={"max_tokens": 10}))

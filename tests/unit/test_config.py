@@ -38,3 +38,23 @@ def test_invalid_value_and_missing_preset() -> None:
 def test_digest_changes_with_config() -> None:
     assert load_config("tiny").digest() == load_config("tiny").digest()
     assert load_config("tiny").digest() != load_config("tiny", ["train.seed=1"]).digest()
+
+
+@pytest.mark.parametrize("preset,low,high", [("tiny", 1e6, 4e6), ("small", 20e6, 30e6), ("gpt2-124m", 120e6, 130e6)])
+def test_preset_model_sizes(preset: str, low: float, high: float) -> None:
+    import torch
+
+    from lmloop.model import build_causal_lm
+
+    cfg = load_config(preset)
+    with torch.device("meta"):
+        model = build_causal_lm(
+            cfg.model.architecture,
+            cfg.tokenizer.vocab_size,
+            cfg.model.n_layer,
+            cfg.model.n_embd,
+            cfg.model.n_head,
+            cfg.model.block_size,
+            eos_token_id=0,
+        )
+    assert low <= model.num_parameters() <= high
