@@ -11,7 +11,7 @@ from lmloop.config import PipelineConfig
 from lmloop.corpus import DataValidationError
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
-from tasks.register import register_model
+from tasks.register import record_trained_data, register_model
 from tasks.tokenize import tokenize_and_pack, train_tokenizer
 from tasks.tracking import finish_tracking, start_tracking
 from tasks.train import pretrain_model
@@ -46,6 +46,7 @@ def training_flow(
         metrics = evaluate_model(trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, run_id)
         tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
         registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
+        record_trained_data(data_dir)
     except DataValidationError:
         finish_tracking(config, run_name, sources, run_id, "rejected")
         raise

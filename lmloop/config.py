@@ -35,6 +35,9 @@ class DataConfig(_Frozen):
     roots: list[str] | None = Field(None, description="Only read inside these folders; default: each source's own.")
     nfc: bool = Field(True, description="Unicode NFC normalisation of every document.")
     clean_whitespace: bool = Field(True, description="Collapse runs of spaces, strip lines, keep paragraph breaks.")
+    dedup_against_trained: bool = Field(
+        False, description="Drop documents some registered model already trained on (continual learning turns it on)."
+    )
     frozen_eval: list[str] = Field(
         default_factory=list, description="Frozen evaluation files: their documents are removed from training data."
     )

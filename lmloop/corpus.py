@@ -19,7 +19,18 @@ from datasets import Dataset
 
 from data_checks import validate_corpus
 from lmloop.config import DataConfig, ValidationConfig
-from lmloop.data import FileReport, frozen_eval_ids, load_shards, manifest_digest, select_documents, split_indices
+from lmloop.data import (
+    FileReport,
+    frozen_eval_ids,
+    id_array,
+    load_shards,
+    manifest_digest,
+    record_trained,
+    select_documents,
+    split_indices,
+    trained_ids,
+)
+from lmloop.settings import state_dir
 
 
 class DataValidationError(RuntimeError):
@@ -56,7 +67,8 @@ def gate(
     """Decide what trains. Writes ``manifest.json``, ``validation.{json,md}`` and the corpus indices to ``out``."""
     accepted = [r for r in reports if r.status == "accepted"]
     shard_paths = [r.shard for r in accepted]  # the kept indices point into exactly these, in this order
-    keep, counts = select_documents(accepted, frozen_eval_ids(data.frozen_eval, data))
+    trained = trained_ids(trained_store()) if data.dedup_against_trained else None
+    keep, counts = select_documents(accepted, frozen_eval_ids(data.frozen_eval, data), trained)
     rejected = [r for r in reports if r.status == "rejected"]
     for report in rejected:
         quarantine(report, quarantine_dir)
@@ -98,7 +110,8 @@ def validation_markdown(summary: dict[str, Any], reports: list[FileReport]) -> s
         f"# Data validation: {verdict}",
         "",
         f"Documents accepted: {summary['rows']}; files: {summary['files']}, rejected: {summary['files_rejected']}; "
-        f"duplicates removed: {summary['duplicates_removed']}; eval-set leakage removed: {summary['leakage_removed']}.",
+        f"duplicates removed: {summary['duplicates_removed']} (of which already trained on: "
+        f"{summary['already_trained_removed']}); eval-set leakage removed: {summary['leakage_removed']}.",
         "",
         "| file | status | read | accepted | rejected | reason |",
         "|---|---|---:|---:|---:|---|",
@@ -109,6 +122,16 @@ def validation_markdown(summary: dict[str, Any], reports: list[FileReport]) -> s
     for failure in summary["corpus_failures"]:
         lines.append(f"\nCorpus check **{failure['expectation']}** failed: observed `{failure['observed']}`.")
     return "\n".join(lines) + "\n"
+
+
+def trained_store() -> Path:
+    return state_dir() / "trained_doc_ids.npy"
+
+
+def record_training_data(data_dir: Path | str) -> int:
+    """Remember the training split's documents as trained on (called once a model is registered)."""
+    ids = id_array(load_split(data_dir, "train")["doc_id"])
+    return record_trained(trained_store(), ids)
 
 
 def load_corpus(data_dir: Path | str) -> Dataset:

@@ -198,8 +198,11 @@ def id_array(doc_ids: Iterable[str]) -> np.ndarray:
     return np.frombuffer(bytes.fromhex("".join(doc_ids)), dtype=">u8").astype(np.uint64)
 
 
-def select_documents(accepted: list[FileReport], exclude: set[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """Indices (into the concatenated shards) of the first copy of each document not in ``exclude``.
+def select_documents(
+    accepted: list[FileReport], exclude: set[str], trained: np.ndarray | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Indices (into the concatenated shards) of the first copy of each document that is neither in a
+    frozen eval set (``exclude``) nor already trained on (``trained``, sorted uint64 ids).
 
     Drops are charged to the file whose shard held the row: byte-identical files share one shard,
     so the rows' ``source`` column can't tell them apart.
@@ -208,11 +211,12 @@ def select_documents(accepted: list[FileReport], exclude: set[str]) -> tuple[np.
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     owner = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
     leaked = np.isin(ids, id_array(sorted(exclude)))
+    seen_before = np.isin(ids, trained) & ~leaked if trained is not None and len(trained) else np.zeros(len(ids), bool)
     _, first = np.unique(np.where(leaked, 0, ids), return_index=True)
     unique = np.zeros(len(ids), dtype=bool)
     unique[first] = True
-    keep = np.flatnonzero(unique & ~leaked)
-    duplicate = ~unique & ~leaked
+    keep = np.flatnonzero(unique & ~leaked & ~seen_before)
+    duplicate = ~leaked & (~unique | seen_before)
     leaks_by_file = np.bincount(owner[leaked], minlength=len(parts))
     dups_by_file = np.bincount(owner[duplicate], minlength=len(parts))
     for report, n_rows, leaks, dups in zip(accepted, map(len, parts), leaks_by_file, dups_by_file, strict=True):
@@ -220,7 +224,27 @@ def select_documents(accepted: list[FileReport], exclude: set[str]) -> tuple[np.
         report.rows_accepted -= int(leaks + dups)
         if n_rows and leaks == n_rows:
             report.reject(f"leakage: all {n_rows} documents also appear in a frozen eval set")
-    return keep.astype(np.int64), {"duplicates_removed": int(duplicate.sum()), "leakage_removed": int(leaked.sum())}
+    counts = {
+        "duplicates_removed": int(duplicate.sum()),
+        "already_trained_removed": int(seen_before.sum()),
+        "leakage_removed": int(leaked.sum()),
+    }
+    return keep.astype(np.int64), counts
+
+
+def trained_ids(store: Path) -> np.ndarray:
+    """Sorted uint64 ids of every document a registered model trained on (empty when none yet)."""
+    return np.load(store) if store.exists() else np.zeros(0, np.uint64)
+
+
+def record_trained(store: Path, ids: np.ndarray) -> int:
+    """Add ``ids`` to the store (atomic replace); returns its new size."""
+    merged = np.union1d(trained_ids(store), ids.astype(np.uint64))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    tmp = store.with_name(store.name + ".tmp.npy")
+    np.save(tmp, merged)
+    tmp.replace(store)
+    return len(merged)
 
 
 def load_shards(paths: list[str]) -> Dataset:

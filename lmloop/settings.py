@@ -48,6 +48,11 @@ def cache_dir() -> Path:
     return lmloop_home() / "cache"
 
 
+def state_dir() -> Path:
+    """Durable records that outlive runs: the ids of documents already trained on, watermarks."""
+    return lmloop_home() / "state"
+
+
 def quarantine_dir() -> Path:
     return lmloop_home() / "quarantine"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from accelerate.utils import set_seed
 from datasets import load_from_disk
 
 from data_checks import validate_token_lengths
@@ -106,6 +107,7 @@ def train_and_save(
     """Build, train (resuming from ``out/checkpoints``) and, on rank 0, save the model. Runs in every
     data-parallel process when launched by :mod:`lmloop.worker`."""
     tokenizer = load_tokenizer(tokenizer_path)
+    set_seed(train_cfg.seed)  # the initial weights too: the same seed must mean the same run
     model = build_causal_lm(
         model_cfg.architecture,
         vocab_size=len(tokenizer),

@@ -34,7 +34,7 @@ def validate_data(data: DataConfig, validation: ValidationConfig, work: str, run
             create_markdown_artifact(
                 (out / "validation.md").read_text(), key="data-validation", description="lmloop data gate"
             )
-    counts = ("rows", "files_rejected", "duplicates_removed", "leakage_removed")
+    counts = ("rows", "files_rejected", "duplicates_removed", "already_trained_removed", "leakage_removed")
     tracking.log_metrics(run_id, {f"data_{k}": summary[k] for k in counts})
     return summary
 

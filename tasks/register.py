@@ -6,6 +6,13 @@ from typing import Any
 from prefect import task
 
 from lmloop import tracking
+from lmloop.corpus import record_training_data
+
+
+@task
+def record_trained_data(data_dir: str) -> int:
+    """Remember what the registered model trained on, for ``data.dedup_against_trained``."""
+    return record_training_data(data_dir)
 
 
 @task(retries=2, retry_delay_seconds=5)

@@ -64,6 +64,7 @@ def test_dedup_across_files_and_leakage_are_counted(tmp_path: Path) -> None:
     frozen.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:5]))
     summary = _gate([str(docs)], tmp_path / "out", DataConfig(frozen_eval=[str(frozen)]))
     assert (summary["rows"], summary["duplicates_removed"], summary["leakage_removed"]) == (25, 25, 10)
+    assert summary["already_trained_removed"] == 0
     assert set(load_corpus(tmp_path / "out")["text"]).isdisjoint(texts[:5])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [f["rows_accepted"] for f in manifest["files"]] == [25, 0]
@@ -100,3 +101,23 @@ def test_a_fully_leaked_file_is_rejected_and_the_corpus_stays_aligned(tmp_path: 
     summary = _gate([str(docs)], tmp_path / "out", data, VALID.model_copy(update={"max_failed_file_share": 0.5}))
     assert [Path(r["file"]).name for r in summary["rejected_files"]] == ["a_leaks.jsonl"]
     assert sorted(load_corpus(tmp_path / "out")["text"]) == sorted(f"training text {i}" for i in range(30))
+
+
+def test_documents_already_trained_on_are_dropped_when_asked(tmp_path: Path) -> None:
+    from lmloop.corpus import record_training_data, trained_store
+
+    trained_store().unlink(missing_ok=True)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    old = [f"old document {i}" for i in range(40)]
+    (first / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old))
+    _gate([str(first)], tmp_path / "out1", DataConfig())
+    stages.split_stage(str(tmp_path / "out1"), DataConfig())
+    n_trained = record_training_data(tmp_path / "out1")
+    new = [f"new document {i}" for i in range(10)]
+    (second / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old + new))
+    summary = _gate([str(second)], tmp_path / "out2", DataConfig(dedup_against_trained=True))
+    assert summary["already_trained_removed"] == n_trained and summary["rows"] == 50 - n_trained
+    assert _gate([str(second)], tmp_path / "out3", DataConfig())["rows"] == 50, "off by default"
+    trained_store().unlink()
