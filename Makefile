@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lmloop sample-data --out $(LMLOOP_HOME)/sample_data --seed 0
 	$(VENV)/bin/lmloop run --config tiny --data $(LMLOOP_HOME)/sample_data
+	$(VENV)/bin/lmloop finetune --task classification --from champion --data $(LMLOOP_HOME)/sample_data
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -43,7 +43,9 @@ def training_flow(
             "blocks"
         ]
         trained = pretrain_model(blocks, tokenizer, config.model, config.train, work, run_id)
-        metrics = evaluate_model(trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, run_id)
+        metrics = evaluate_model(
+            trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, sources, run_id
+        )
         tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
         registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
         record_trained_data(data_dir)

@@ -33,8 +33,8 @@ def _emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _print_summary(result: dict[str, Any]) -> None:
-    table = Table(title="lmloop run", show_header=False)
+def _print_summary(result: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_header=False)
     for key in ("run_id", "model_name", "model_version"):
         table.add_row(key, str(result[key]))
     table.add_row("aliases", ", ".join(result["aliases"]) or "-")
@@ -48,6 +48,32 @@ def _print_summary(result: dict[str, Any]) -> None:
     )
 
 
+def _load(config: str, overrides: list[str] | None) -> Any:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
+    """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1."""
+    from lmloop.corpus import DataValidationError
+
+    try:
+        return call()
+    except DataValidationError as exc:
+        console.print(f"[red]data rejected[/red] — {exc}")
+        if as_json:
+            _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
+        raise typer.Exit(1) from exc
+    except (ValueError, RuntimeError, OSError) as exc:  # SourceError, ReadError, a failed stage
+        console.print(f"[red]failed:[/red] {exc}")
+        if as_json:
+            _emit_json({"status": "failed", "error": str(exc), "model_version": None})
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def run(
     config: ConfigOpt = "tiny",
@@ -57,27 +83,42 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the full training flow: ingest, validate, split, tokenizer, pack, pretrain, evaluate, register."""
-    try:
-        cfg = load_config(config, set_)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    cfg = _load(config, set_)
     from flows.training import training_flow
-    from lmloop.corpus import DataValidationError
 
-    try:
-        result = training_flow(config=cfg, data=data, run_name=run_name)
-    except DataValidationError as exc:
-        console.print(f"[red]data rejected[/red] — {exc}")
-        if as_json:
-            _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
-        raise typer.Exit(1) from exc
-    except (ValueError, RuntimeError, OSError) as exc:  # SourceError, ReadError, a failed stage
-        console.print(f"[red]run failed:[/red] {exc}")
-        if as_json:
-            _emit_json({"status": "failed", "error": str(exc), "model_version": None})
-        raise typer.Exit(1) from exc
-    _print_summary(result)
+    result = _run_flow(lambda: training_flow(config=cfg, data=data, run_name=run_name), as_json)
+    _print_summary(result, "lmloop run")
+    if as_json:
+        _emit_json({"status": "ok", **result})
+
+
+@app.command()
+def finetune(
+    task: Annotated[str, typer.Option("--task", help="lm (continued training) or classification (a new head).")] = "lm",
+    base: Annotated[str, typer.Option("--from", help="Registered model to start from: alias or version.")] = "champion",
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="File, folder or glob; repeatable.")] = None,
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    lora: Annotated[
+        bool, typer.Option("--lora", help="Train LoRA adapters (peft), merged before registering.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a registered model: continued LM training, or a classification head on labelled data."""
+    if task not in ("lm", "classification"):
+        console.print(f"[red]--task must be lm or classification, not {task!r}[/red]")
+        raise typer.Exit(2)
+    cfg = _load(config, set_)
+    from flows.finetune import finetune_flow
+
+    result = _run_flow(lambda: finetune_flow(task=task, config=cfg, data=data, base=base, lora=lora), as_json)
+    _print_summary(result, f"lmloop finetune --task {task}")
+    if task == "classification":
+        m = result["metrics"]
+        console.print(
+            f"accuracy {m['accuracy']:.3f} (baseline TF-IDF + LR {m['baseline_accuracy']:.3f}), "
+            f"macro-F1 {m['macro_f1']:.3f} (baseline {m['baseline_macro_f1']:.3f})"
+        )
     if as_json:
         _emit_json({"status": "ok", **result})
 

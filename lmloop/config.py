@@ -122,7 +122,14 @@ class EvalConfig(_Frozen):
     batch_size: int = Field(32, ge=1)
     stride: int | None = Field(None, description="Sliding-window stride; default half the block size.")
     samples: int = Field(3, ge=0, description="Generated samples logged for a look at the model.")
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="Fixed prompts for the samples table; default: the first words of test documents.",
+    )
     max_new_tokens: int = Field(40, ge=1)
+    references: str | None = Field(
+        None, description="JSONL of {prompt, reference} for BLEU/chrF; default: _meta/references.jsonl beside the data."
+    )
 
 
 class RegistryConfig(_Frozen):
@@ -142,6 +149,10 @@ class PipelineConfig(_Frozen):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     registry: RegistryConfig = RegistryConfig()
+    finetune: TrainConfig = Field(
+        TrainConfig(max_steps=150, learning_rate=1e-3, warmup_steps=15, log_every=25, checkpoint_every=50),
+        description="Optimisation for `lmloop finetune` (continued LM training or a classification head).",
+    )
 
     def digest(self) -> str:
         """Stable hash of the effective config (tags a model version)."""

@@ -130,3 +130,36 @@ def timed_scores(*args, **kwargs) -> tuple[DocScores, float]:
     start = time.perf_counter()
     scores = score_documents(*args, **kwargs)
     return scores, float(scores.tokens.sum() / (time.perf_counter() - start))
+
+
+def slice_metrics(scores: DocScores, keys: list[str | None]) -> dict[str, dict[str, float]]:
+    """Perplexity and bits per byte per slice (by source file, label, batch...): a regression on old data shows."""
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key or "none", []).append(i)
+    out = {}
+    for key, idx in sorted(groups.items()):
+        part = DocScores(scores.nll[idx], scores.tokens[idx], scores.bytes[idx])
+        out[key] = {"perplexity": part.perplexity(), "bits_per_byte": part.bits_per_byte(), "documents": len(idx)}
+    return out
+
+
+@torch.inference_mode()
+def reference_metrics(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]], max_new_tokens: int
+) -> dict[str, float]:
+    """Greedy continuations of each ``prompt`` scored against its ``reference`` with sacrebleu (BLEU, chrF)."""
+    import sacrebleu
+
+    device = next(model.parameters()).device
+    hypotheses = []
+    for pair in pairs:
+        ids = tokenizer(pair["prompt"], return_tensors="pt", add_special_tokens=False).input_ids.to(device)
+        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        hypotheses.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    references = [[p["reference"] for p in pairs]]
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, references).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, references).score,
+        "reference_pairs": len(pairs),
+    }

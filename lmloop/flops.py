@@ -15,6 +15,7 @@ _GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10
 
 def flops_per_token(model: torch.nn.Module, block_size: int) -> float:
     """Training FLOPs per token: 6 x non-embedding params + attention (12 x layers x width x context)."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
     cfg = model.config
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
     width = getattr(cfg, "hidden_size", None) or cfg.n_embd

@@ -132,4 +132,32 @@ def write_corpus(out: Path, seed: int = 0, shift: bool = False, docs: int = 4000
     (meta / "generator.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (meta / "documents.jsonl").open("w") as f:
         f.writelines(json.dumps(d) + "\n" for d in per_doc)
+    with (meta / "references.jsonl").open("w") as f:
+        f.writelines(json.dumps(pair) + "\n" for pair in reference_pairs(topics, rng))
     return summary
+
+
+def reference_pairs(topics: list[Topic], rng: np.random.Generator, n: int = 40) -> list[dict[str, str]]:
+    """Fresh sentences (never in the corpus) split into a 3-word prompt and its reference continuation."""
+    pairs = []
+    while len(pairs) < n:
+        text, _ = generate_document(topics[rng.integers(len(topics))], rng)
+        words = text.split(". ")[0].rstrip(".").split()
+        if len(words) >= 6:
+            pairs.append({"prompt": " ".join(words[:3]), "reference": " ".join(words[3:]) + "."})
+    return pairs
+
+
+def true_entropy(doc_ids: list[str], folders: list[Path]) -> tuple[float, np.ndarray] | None:
+    """Bits the generator spent on the documents it wrote (matched by content id), and which ones matched."""
+    known: dict[str, float] = {}
+    for folder in folders:
+        index = folder / "_meta" / "documents.jsonl"
+        if index.is_file():
+            for line in index.open():
+                record = json.loads(line)
+                known[record["sha256"][:16]] = record["nll_bits"]
+    mask = np.array([d in known for d in doc_ids], dtype=bool)
+    if not mask.any():
+        return None
+    return float(sum(known[d] for d in doc_ids if d in known)), mask

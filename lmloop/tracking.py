@@ -149,18 +149,20 @@ def register_transformers_model(
     tags: dict[str, Any],
     description: str,
     input_example: str,
+    task: str = "text-generation",
 ) -> str:
     """Log the model (transformers flavor, with tokenizer) to the run and register it. Returns the version."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    auto = AutoModelForSequenceClassification if task == "text-classification" else AutoModelForCausalLM
+    model = auto.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     client()
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
             name="model",
-            task="text-generation",
+            task=task,
             registered_model_name=name,
             input_example=input_example,
             pip_requirements=pip_requirements(),
@@ -171,6 +173,21 @@ def register_transformers_model(
         c.set_model_version_tag(name, version, key, str(value))
     c.update_model_version(name, version, description=description)
     return version
+
+
+def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
+    """Download a registered model by alias (``champion``) or version (``3``): its model and tokenizer folders."""
+    c = client()
+    version = ref if ref.isdigit() else alias_version(name, ref)
+    if version is None:
+        raise ValueError(f"model {name!r} has no alias {ref!r}: train one first (lmloop run) or pass a version")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst)))
+    c.get_model_version(name, version)  # raises a clear MlflowException for an unknown version
+    return {
+        "model_dir": str(local / "model"),
+        "tokenizer_dir": str(local / "components" / "tokenizer"),
+        "version": version,
+    }
 
 
 def alias_version(name: str, alias: str) -> str | None:

@@ -112,6 +112,11 @@ def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=True)
 
 
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A packed LM batch carries only ``input_ids`` (labels = inputs); a classification batch brings its own."""
+    return {"labels": batch["input_ids"], **batch}
+
+
 @torch.inference_mode()
 def validation_loss(model: torch.nn.Module, loader: DataLoader, batches: int, accelerator: Accelerator) -> float:
     model.eval()
@@ -120,7 +125,7 @@ def validation_loss(model: torch.nn.Module, loader: DataLoader, batches: int, ac
     for i, batch in enumerate(loader):
         if i >= batches:
             break
-        total += model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
+        total += model(**model_inputs(batch)).loss
         n += 1
     model.train()
     return (accelerator.reduce(total, "mean") / max(n, 1)).item()
@@ -150,8 +155,9 @@ class Trainer:
             optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=cfg.min_lr_ratio
         )
         self.sampler = EpochSampler(len(train_blocks), cfg.seed)
+        columns = [c for c in ("input_ids", "attention_mask", "labels") if c in train_blocks.column_names]
         loader = DataLoader(
-            train_blocks.with_format("torch", columns=["input_ids"]),
+            train_blocks.with_format("torch", columns=columns),
             batch_size=cfg.batch_size,
             sampler=self.sampler,
             drop_last=True,
@@ -162,7 +168,7 @@ class Trainer:
         )
         self.val_loader = None
         if val_blocks is not None and len(val_blocks) and cfg.eval_every:
-            val = DataLoader(val_blocks.with_format("torch", columns=["input_ids"]), batch_size=cfg.batch_size)
+            val = DataLoader(val_blocks.with_format("torch", columns=columns), batch_size=cfg.batch_size)
             self.val_loader = self.accelerator.prepare(val)
         if cfg.compile:
             self.model = torch.compile(self.model)
@@ -193,8 +199,11 @@ class Trainer:
         """Batches from the saved data position on, epoch after epoch."""
         epoch, skip = self.state.epoch, self.state.batch_in_epoch
         while True:
-            self.sampler.set_epoch(epoch)
             loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            # Accelerate's loader re-seeds the sampler from its own iteration counter on every __iter__,
+            # and a skip-loader starts that counter at 0: set it, or a resumed run replays epoch 0's order.
+            loader.set_epoch(epoch)
+            self.sampler.set_epoch(epoch)
             for i, batch in enumerate(loader, start=skip + 1):
                 self.state = TrainState(self.state.step, epoch, i, self.state.losses)
                 yield batch
@@ -214,7 +223,7 @@ class Trainer:
             while self.state.step < cfg.max_steps:
                 batch = next(batches)
                 with acc.accumulate(self.model):
-                    loss = self.model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
+                    loss = self.model(**model_inputs(batch)).loss
                     acc.backward(loss)
                     if acc.sync_gradients:
                         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)

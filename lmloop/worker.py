@@ -37,6 +37,8 @@ def main(spec_path: str) -> None:
         TrainConfig(**spec["train"]),
         Path(spec["out"]),
         log,
+        spec.get("init_from"),
+        spec.get("lora", False),
     )
 
 

@@ -61,3 +61,11 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
+    """One real training flow run, shared: later flows (fine-tuning, continual) start from its champion."""
+    from flows.training import training_flow
+
+    return training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")

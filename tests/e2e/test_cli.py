@@ -44,6 +44,20 @@ def test_run_json_contract(home: Path, corpus: Path) -> None:
     assert (home / "mlruns" / "mlflow.db").exists(), "LMLOOP_HOME moves the MLflow store"
 
 
+def test_finetune_classification_json_contract(home: Path, corpus: Path) -> None:
+    """Runs after test_run_json_contract in the same home: a champion exists to start from."""
+    sets = ["--set", "finetune.max_steps=10", "--set", "finetune.log_every=5", "--set", "finetune.batch_size=8"]
+    proc = _run(
+        ["finetune", "--task", "classification", "--from", "champion", "--data", str(corpus), *sets, "--json"], home
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _last_json(proc)
+    assert out["model_name"] == "lmloop-lm-classifier" and out["model_version"] == "1"
+    for key in ("accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"):
+        assert 0.0 <= out["metrics"][key] <= 1.0
+    assert "baseline TF-IDF + LR" in proc.stderr
+
+
 def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "labels.jsonl"
     bad.write_text("".join(json.dumps({"text": f"doc {i}", "label": "spam"}) + "\n" for i in range(30)))

@@ -13,13 +13,6 @@ from lmloop.corpus import DataValidationError
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
-    from flows.training import training_flow
-
-    return training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
-
-
 def test_flow_trains_evaluates_and_registers_a_champion(trained: dict, tiny_config: PipelineConfig) -> None:
     name = tiny_config.registry.model_name
     assert trained["model_name"] == name and trained["aliases"] == ["champion"]

@@ -43,18 +43,23 @@ def test_loss_falls_and_checkpoints_are_kept_and_verified(blocks: Dataset, tmp_p
     assert all(verify(p) for p in kept)
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(blocks: Dataset, tmp_path: Path) -> None:
-    straight = train_causal_lm(_model(), blocks, CFG)
+@pytest.mark.parametrize("crash_at,resumed_from", [(25, 20), (55, 50)])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    blocks: Dataset, tmp_path: Path, crash_at: int, resumed_from: int
+) -> None:
+    """32 batches an epoch: the second case resumes inside epoch 1, where the data order must be epoch 1's."""
+    cfg = CFG.model_copy(update={"max_steps": 70})
+    straight = train_causal_lm(_model(), blocks, cfg)
 
     def crash(metrics: dict, step: int) -> None:
-        if step == 25:
+        if step == crash_at:
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_causal_lm(_model(), blocks, CFG, crash, tmp_path / "ckpt")
-    resumed = train_causal_lm(_model(), blocks, CFG, None, tmp_path / "ckpt")
-    assert resumed.resumed_from == 20
-    assert resumed.final_loss == pytest.approx(straight.final_loss, rel=0.01)
+        train_causal_lm(_model(), blocks, cfg, crash, tmp_path / "ckpt")
+    resumed = train_causal_lm(_model(), blocks, cfg, None, tmp_path / "ckpt")
+    assert resumed.resumed_from == resumed_from
+    assert resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-4)
 
 
 def test_a_corrupt_or_unfinished_checkpoint_falls_back_to_the_previous_good_one(

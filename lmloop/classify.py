@@ -1,0 +1,124 @@
+"""Sequence classification on a pretrained lmloop backbone, its metrics and its baseline.
+
+The classic recipe: a classification head on the pretrained transformer, fine-tuned on labelled
+text; optionally LoRA (peft), merged back before registering so the registered model loads and
+predicts like any transformers classifier. Baseline on the same split: TF-IDF + logistic regression.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+
+LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
+
+
+def label_map(labels: list[str]) -> dict[str, int]:
+    return {label: i for i, label in enumerate(sorted(set(labels)))}
+
+
+def encode_labelled(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, labels: dict[str, int], max_length: int
+) -> Dataset:
+    """Rows with a known label -> fixed-length ``input_ids``/``attention_mask`` (right-padded) and ``labels``."""
+    known = dataset.filter(lambda label: label in labels, input_columns="label")
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, padding="max_length")
+        return {**enc, "labels": [labels[label] for label in batch["label"]]}
+
+    return known.map(encode, batched=True, remove_columns=known.column_names)
+
+
+def build_classifier(backbone_dir: str, labels: dict[str, int], pad_token_id: int, lora: bool) -> PreTrainedModel:
+    """A classification head on the pretrained backbone; with ``lora`` only adapters (and the head) train."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        backbone_dir,
+        num_labels=len(labels),
+        id2label={i: label for label, i in labels.items()},
+        label2id=labels,
+        pad_token_id=pad_token_id,
+    )
+    if not lora:
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=LORA_TARGETS[model.config.model_type],
+    )
+    return get_peft_model(model, config)
+
+
+def merge_lora(model: torch.nn.Module) -> PreTrainedModel:
+    """Fold LoRA adapters into the base weights: the saved model needs no peft to load."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+@torch.inference_mode()
+def predict(model: PreTrainedModel, encoded: Dataset, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters()).device
+    data = encoded.with_format("torch", columns=["input_ids", "attention_mask"])
+    out = []
+    for i in range(0, len(data), batch_size):
+        batch = data[i : i + batch_size]
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits
+        out.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and scikit-learn's per-class report."""
+    ids = list(range(len(names)))
+    report = classification_report(y_true, y_pred, labels=ids, target_names=names, output_dict=True, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "report": report,
+    }
+
+
+def tfidf_baseline(train: Dataset, test: Dataset, labels: dict[str, int]) -> np.ndarray:
+    """TF-IDF (word 1-2 grams) + logistic regression trained on the same training split."""
+    train_rows = [(t, lab) for t, lab in zip(train["text"], train["label"], strict=True) if lab in labels]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x_train = vectorizer.fit_transform([t for t, _ in train_rows])
+    clf = LogisticRegression(max_iter=1000).fit(x_train, [labels[lab] for _, lab in train_rows])
+    test_texts = [t for t, lab in zip(test["text"], test["label"], strict=True) if lab in labels]
+    return clf.predict(vectorizer.transform(test_texts))
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+    ax.set_title("Confusion matrix (test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,67 @@
+"""Fine-tuning from the registered champion: a classifier (full and LoRA) and continued LM training."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from lmloop import tracking
+from lmloop.config import PipelineConfig
+
+pytestmark = pytest.mark.slow
+STEPS = {"finetune": {"max_steps": 30, "warmup_steps": 3, "log_every": 10, "checkpoint_every": 30, "batch_size": 8}}
+
+
+def _config(base: PipelineConfig) -> PipelineConfig:
+    return PipelineConfig.model_validate({**base.model_dump(), **STEPS})
+
+
+def test_classification_head_beats_chance_and_registers_with_its_label_map(
+    trained: dict, corpus: Path, tiny_config: PipelineConfig
+) -> None:
+    from flows.finetune import finetune_flow
+
+    out = finetune_flow(task="classification", config=_config(tiny_config), data=[str(corpus)])
+    metrics = out["metrics"]
+    assert out["model_name"] == f"{tiny_config.registry.model_name}-classifier"
+    assert {"accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"} <= set(metrics)
+    assert metrics["accuracy"] > 0.4, "four balanced topics: chance is 0.25"
+    assert metrics["baseline_accuracy"] > 0.9, "topics have their own vocabularies: TF-IDF separates them"
+    model_dir = Path(out["work_dir"]) / "classifier"
+    report = json.loads((model_dir / "metrics.json").read_text())["report"]
+    assert {"astronomy", "cooking", "music", "sailing", "macro avg"} <= set(report)
+    assert (model_dir / "confusion_matrix.png").stat().st_size > 1000
+    version = tracking.client().get_model_version(out["model_name"], out["model_version"])
+    assert (
+        version.tags["parent_version"] == trained["model_version"] and version.tags["finetune_task"] == "classification"
+    )
+    pipe = mlflow.transformers.load_model(f"models:/{out['model_name']}/{out['model_version']}")
+    assert pipe("Tire stezoubi goupai")[0]["label"] in {"astronomy", "cooking", "music", "sailing"}
+
+
+def test_lora_lm_finetune_registers_a_merged_model_that_loads_and_generates(
+    trained: dict, corpus: Path, tiny_config: PipelineConfig
+) -> None:
+    from flows.finetune import finetune_flow
+
+    out = finetune_flow(task="lm", config=_config(tiny_config), data=[str(corpus)], lora=True)
+    assert out["model_name"] == tiny_config.registry.model_name and int(out["model_version"]) > 1
+    assert "champion" not in out["aliases"], "fine-tuning never moves the champion by itself"
+    version = tracking.client().get_model_version(out["model_name"], out["model_version"])
+    assert version.tags["parent_version"] == trained["model_version"] and version.tags["lora"] == "true"
+    assert out["metrics"]["test_perplexity"] < out["metrics"]["unigram_perplexity"]
+    pipe = mlflow.transformers.load_model(f"models:/{out['model_name']}/{out['model_version']}")
+    assert len(pipe("Tire stezoubi", max_new_tokens=5, do_sample=False)[0]["generated_text"]) > len("Tire stezoubi")
+    weights = Path(out["work_dir"]) / "model" / "model.safetensors"
+    assert weights.exists() and not (Path(out["work_dir"]) / "model" / "adapter_config.json").exists()
+
+
+def test_evaluation_reports_slices_true_entropy_and_references(trained: dict) -> None:
+    metrics = json.loads((Path(trained["work_dir"]) / "model" / "metrics.json").read_text())
+    assert set(metrics["slices"]["label"]) == {"astronomy", "cooking", "music", "sailing"}
+    assert len(metrics["slices"]["source"]) == 3
+    assert 0 < metrics["true_bits_per_byte"] < metrics["model_bits_per_byte_on_generated"]
+    assert metrics["reference_pairs"] == 40 and metrics["chrf"] >= 0
+    logged = tracking.client().get_run(trained["run_id"]).data.metrics
+    assert "slice/label/cooking/perplexity" in logged

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from lmloop.classify import classification_metrics, label_map, tfidf_baseline
+from lmloop.evaluate import DocScores, slice_metrics
+from lmloop.sample_data import true_entropy, write_corpus
+
+
+def test_classification_metrics_and_report() -> None:
+    m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["a", "b"])
+    assert m["accuracy"] == 0.75
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["report"]["a"]["recall"] == 0.5
+
+
+def test_tfidf_baseline_learns_separable_topics() -> None:
+    rows = {
+        "text": [f"{w} {w} thing {i}" for i in range(30) for w in ("apple", "rocket")],
+        "label": ["fruit", "space"] * 30,
+    }
+    data = Dataset.from_dict(rows)
+    labels = label_map(rows["label"])
+    pred = tfidf_baseline(data, data, labels)
+    assert (pred == np.array([labels[x] for x in rows["label"]])).mean() == 1.0
+
+
+def test_slice_metrics_group_documents() -> None:
+    scores = DocScores(np.array([1.0, 2.0, 3.0]), np.array([1, 1, 1]), np.array([1, 1, 1]))
+    slices = slice_metrics(scores, ["a", "b", "a"])
+    assert slices["a"]["documents"] == 2 and slices["a"]["perplexity"] == pytest.approx(np.exp(2.0))
+
+
+def test_true_entropy_matches_generated_documents(tmp_path) -> None:
+    from lmloop.cleaning import doc_id
+
+    summary = write_corpus(tmp_path, seed=1, docs=30, files=1)
+    texts = [line for line in (tmp_path / "part-000.jsonl").read_text().splitlines()]
+    import json
+
+    ids = [doc_id(json.loads(t)["text"]) for t in texts] + ["0" * 16]
+    bits, mask = true_entropy(ids, [tmp_path])
+    assert mask.tolist() == [True] * 30 + [False]
+    assert bits / summary["bytes"] == pytest.approx(summary["true_bits_per_byte"], rel=1e-6)
+
+
+def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from lmloop.classify import build_classifier, merge_lora, predict
+    from lmloop.model import build_causal_lm
+
+    backbone = build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
+    backbone.save_pretrained(tmp_path / "backbone")
+    labels = {"a": 0, "b": 1}
+    model = build_classifier(str(tmp_path / "backbone"), labels, pad_token_id=0, lora=True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable < sum(p.numel() for p in model.parameters()) / 2, "LoRA trains adapters and the head only"
+    merged = merge_lora(model)
+    merged.save_pretrained(tmp_path / "merged")
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
+    assert reloaded.config.id2label == {0: "a", 1: "b"}
+    ids = torch.randint(1, 64, (3, 16))
+    encoded = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
+    assert predict(reloaded, encoded).tolist() == predict(merged, encoded).tolist()
