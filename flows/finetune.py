@@ -8,13 +8,12 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
-from lmloop.corpus import DataValidationError
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm
 from tasks.register import register_model
 from tasks.tokenize import tokenize_and_pack
-from tasks.tracking import finish_tracking, start_tracking
+from tasks.tracking import tracked_run
 
 
 @flow(name="finetune", log_prints=True)
@@ -36,10 +35,9 @@ def finetune_flow(
     if not sources:
         raise ValueError("no data: pass data=[...] or set data.sources in the config")
     name = run_name or f"finetune-{task}{'-lora' if lora else ''}"
-    run_id = start_tracking(config, name, sources)
-    work = str(settings.work_dir() / run_id)
-    data_dir = f"{work}/data"
-    try:
+    with tracked_run(config, name, sources) as run_id:
+        work = str(settings.work_dir() / run_id)
+        data_dir = f"{work}/data"
         parent = fetch_base_model(config.registry.model_name, base, work, run_id)
         ingest_data(sources, config.data, config.validation, work, run_id)
         validation = validate_data(config.data, config.validation, work, run_id)
@@ -62,11 +60,4 @@ def finetune_flow(
             tags["labels"] = ",".join(trained["labels"])
             classifier = f"{config.registry.model_name}-classifier"
             registered = register_model(run_id, trained["model_dir"], classifier, tags, metrics, "text-classification")
-    except DataValidationError:
-        finish_tracking(config, name, sources, run_id, "rejected")
-        raise
-    except Exception:
-        finish_tracking(config, name, sources, run_id, "failed")
-        raise
-    finish_tracking(config, name, sources, run_id, "complete")
     return {"run_id": run_id, **registered, "metrics": metrics, "validation": validation, "work_dir": work}

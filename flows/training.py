@@ -8,12 +8,11 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
-from lmloop.corpus import DataValidationError
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.register import record_trained_data, register_model
 from tasks.tokenize import tokenize_and_pack, train_tokenizer
-from tasks.tracking import finish_tracking, start_tracking
+from tasks.tracking import tracked_run
 from tasks.train import pretrain_model
 
 
@@ -31,9 +30,8 @@ def training_flow(
     sources = list(data or config.data.sources)
     if not sources:
         raise ValueError("no data: pass data=[...] or set data.sources in the config")
-    run_id = start_tracking(config, run_name, sources)
-    work = str(settings.work_dir() / run_id)
-    try:
+    with tracked_run(config, run_name, sources) as run_id:
+        work = str(settings.work_dir() / run_id)
         ingest_data(sources, config.data, config.validation, work, run_id)
         validation = validate_data(config.data, config.validation, work, run_id)
         data_dir = f"{work}/data"
@@ -48,14 +46,7 @@ def training_flow(
         )
         tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
         registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
-        record_trained_data(data_dir)
-    except DataValidationError:
-        finish_tracking(config, run_name, sources, run_id, "rejected")
-        raise
-    except Exception:
-        finish_tracking(config, run_name, sources, run_id, "failed")
-        raise
-    finish_tracking(config, run_name, sources, run_id, "complete")
+        record_trained_data(data_dir, f"base-{run_id[:8]}")
     metrics = {
         **metrics,
         "train_tokens_per_second": trained["tokens_per_second"],

@@ -123,6 +123,77 @@ def finetune(
         _emit_json({"status": "ok", **result})
 
 
+@app.command()
+def continual(
+    incoming: Annotated[
+        str | None, typer.Option("--incoming", help="Landing folder; default LMLOOP_HOME/landing.")
+    ] = None,
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One continual-learning cycle: new files -> replay mix -> warm start from @champion -> gate -> promote?"""
+    cfg = _load(config, set_)
+    from flows.continual import continual_flow
+
+    result = _run_flow(lambda: continual_flow(config=cfg, incoming=incoming), as_json)
+    verdict = {None: "nothing to do", True: "PROMOTED", False: "not promoted"}[result["promoted"]]
+    console.print(f"continual: {verdict} — {result['reason']}")
+    for name, numbers in result["slices"].items():
+        console.print(
+            f"  {name}: champion {numbers['champion_bits_per_byte']:.4f} vs challenger "
+            f"{numbers['challenger_bits_per_byte']:.4f} bits/byte ({numbers['documents']} docs)"
+        )
+    if as_json:
+        _emit_json(result)
+
+
+@app.command()
+def deploy(
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    cron: Annotated[str | None, typer.Option(help="Schedule of the continual cycle; default continual.cron.")] = None,
+) -> None:
+    """Serve the deployments (continual on a schedule, training on demand) against PREFECT_API_URL."""
+    import os
+
+    cfg = _load(config, set_)
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("[yellow]PREFECT_API_URL is not set: start `prefect server start` and point at it, e.g.[/yellow]")
+        console.print("  export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise typer.Exit(2)
+    from flows.deploy import serve_deployments
+
+    console.print(f"serving deployments continual/continual (cron {cron or cfg.continual.cron}) and training/training")
+    serve_deployments(cfg, cron)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded on the versions and in the gate history.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version to make champion; default @previous_champion.")
+    ] = None,
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move @champion back to an earlier version and record why."""
+    cfg = _load(config, set_)
+    from lmloop.promotion import rollback as move_back
+
+    try:
+        result = move_back(cfg.registry.model_name, reason, to)
+    except Exception as exc:  # unknown version, no previous champion, store unreachable
+        console.print(f"[red]rollback failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{result['model_name']}: champion v{result['previous_champion']} -> v{result['champion_version']} ({reason})"
+    )
+    if as_json:
+        _emit_json(result)
+
+
 @app.command("sample-data")
 def sample_data(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the corpus to.")],

@@ -139,6 +139,17 @@ class RegistryConfig(_Frozen):
     model_name: str = "lmloop-lm"
 
 
+class ContinualConfig(_Frozen):
+    """The scheduled continual-learning cycle."""
+
+    landing: str | None = Field(None, description="Folder where new data arrives; default LMLOOP_HOME/landing.")
+    replay_ratio: float = Field(1.0, ge=0.0, description="Old training documents replayed per new one.")
+    margin: float = Field(0.0, description="Bits/byte the new-slice improvement's 95% CI must stay above.")
+    tolerance: float = Field(0.02, ge=0.0, description="Bits/byte any old slice may get worse (forgetting guard).")
+    bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
+    cron: str = Field("0 * * * *", description="Schedule of the continual deployment (lmloop deploy).")
+
+
 class PipelineConfig(_Frozen):
     """Everything one training run needs."""
 
@@ -153,6 +164,7 @@ class PipelineConfig(_Frozen):
         TrainConfig(max_steps=150, learning_rate=1e-3, warmup_steps=15, log_every=25, checkpoint_every=50),
         description="Optimisation for `lmloop finetune` (continued LM training or a classification head).",
     )
+    continual: ContinualConfig = ContinualConfig()
 
     def digest(self) -> str:
         """Stable hash of the effective config (tags a model version)."""

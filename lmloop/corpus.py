@@ -128,8 +128,13 @@ def trained_store() -> Path:
     return state_dir() / "trained_doc_ids.npy"
 
 
-def record_training_data(data_dir: Path | str) -> int:
-    """Remember the training split's documents as trained on (called once a model is registered)."""
+def record_training_data(data_dir: Path | str, slice_name: str) -> int:
+    """Once a model is registered: its training documents count as trained on, its corpus becomes a
+    replay source, and its test split a frozen eval slice for every later continual cycle."""
+    from lmloop.continual import freeze_slice, remember_corpus
+
+    remember_corpus(data_dir)
+    freeze_slice(data_dir, slice_name)
     ids = id_array(load_split(data_dir, "train")["doc_id"])
     return record_trained(trained_store(), ids)
 

@@ -53,6 +53,11 @@ def state_dir() -> Path:
     return lmloop_home() / "state"
 
 
+def landing_dir() -> Path:
+    """Where new data arrives for the continual cycle (``continual.landing`` overrides)."""
+    return lmloop_home() / "landing"
+
+
 def quarantine_dir() -> Path:
     return lmloop_home() / "quarantine"
 

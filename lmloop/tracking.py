@@ -136,6 +136,19 @@ def log_dataset(run_id: str, name: str, digest: str, source: str, context: str) 
     client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
 
 
+def git_commit() -> str:
+    """The lmloop checkout's commit (``unknown`` outside a git checkout): tagged on every version."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
 def pip_requirements() -> list[str]:
     """Explicit requirements: MLflow's inference would go looking for torchvision."""
     names = ("torch", "transformers", "tokenizers", "safetensors", "accelerate")
@@ -169,7 +182,7 @@ def register_transformers_model(
         )
     version = str(info.registered_model_version)
     c = client()
-    for key, value in tags.items():
+    for key, value in {"git_commit": git_commit(), **tags}.items():
         c.set_model_version_tag(name, version, key, str(value))
     c.update_model_version(name, version, description=description)
     return version

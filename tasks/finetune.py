@@ -7,6 +7,7 @@ from prefect import task
 
 from lmloop import stages, tracking
 from lmloop.config import ModelConfig, TrainConfig
+from tasks.train import with_progress
 
 
 @task(retries=2, retry_delay_seconds=2)
@@ -28,7 +29,7 @@ def finetune_lm(
     run_id: str,
 ) -> dict[str, Any]:
     """Continued causal-LM training from the registered base model."""
-    log = tracking.step_logger(run_id)
+    log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
     return stages.pretrain_stage(
         blocks, base["tokenizer_dir"], model_cfg, train_cfg, Path(work), log, run_id, base["model_dir"], lora
     )

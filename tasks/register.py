@@ -10,9 +10,9 @@ from lmloop.corpus import record_training_data
 
 
 @task
-def record_trained_data(data_dir: str) -> int:
-    """Remember what the registered model trained on, for ``data.dedup_against_trained``."""
-    return record_training_data(data_dir)
+def record_trained_data(data_dir: str, slice_name: str) -> int:
+    """Remember what the registered model trained on (dedup, replay) and freeze its test split as an eval slice."""
+    return record_training_data(data_dir, slice_name)
 
 
 @task(retries=2, retry_delay_seconds=5)

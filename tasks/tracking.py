@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import task
 
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
+from lmloop.corpus import DataValidationError
 
 
 def _index_file(config: PipelineConfig, run_name: str | None, sources: list[str]):
@@ -37,3 +40,18 @@ def finish_tracking(config: PipelineConfig, run_name: str | None, sources: list[
     """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable)."""
     tracking.finish_run(run_id, "FINISHED" if status == "complete" else "FAILED")
     _index_file(config, run_name, sources).write_text(json.dumps({"run_id": run_id, "status": status}))
+
+
+@contextmanager
+def tracked_run(config: PipelineConfig, run_name: str | None, sources: list[str]) -> Iterator[str]:
+    """The MLflow run around a flow's stages: finished as complete, rejected (data gate) or failed (resumable)."""
+    run_id = start_tracking(config, run_name, sources)
+    try:
+        yield run_id
+    except DataValidationError:
+        finish_tracking(config, run_name, sources, run_id, "rejected")
+        raise
+    except Exception:
+        finish_tracking(config, run_name, sources, run_id, "failed")
+        raise
+    finish_tracking(config, run_name, sources, run_id, "complete")

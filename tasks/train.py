@@ -3,10 +3,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from lmloop import stages, tracking
 from lmloop.config import ModelConfig, TrainConfig
+from lmloop.train import LogFn
+
+
+def with_progress(log: LogFn, total: int) -> LogFn:
+    """Also write a plain progress line to the flow's log at every logging step."""
+    logger = get_run_logger()
+
+    def both(metrics: dict[str, float], step: int) -> None:
+        log(metrics, step)
+        logger.info(
+            "step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s",
+            step,
+            total,
+            metrics["train_loss"],
+            metrics["learning_rate"],
+            metrics["tokens_per_second"],
+        )
+
+    return both
 
 
 @task
@@ -15,7 +34,7 @@ def pretrain_model(
 ) -> dict[str, Any]:
     """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice."""
     with tracking.system_metrics(run_id):
-        log = tracking.step_logger(run_id)
+        log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
         out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log, run_id)
     summary = {k: out[k] for k in ("tokens_per_second", "parameters", "tokens", "mfu", "resumed_from")}
     tracking.log_metrics(run_id, {f"train_{k}": v for k, v in summary.items()})

@@ -20,6 +20,7 @@ def test_flow_trains_evaluates_and_registers_a_champion(trained: dict, tiny_conf
     version = tracking.client().get_model_version(name, trained["model_version"])
     assert version.tags["config_hash"] == tiny_config.digest()
     assert len(version.tags["manifest_digest"]) == 16
+    assert len(version.tags["git_commit"]) in (7, 40) or version.tags["git_commit"] == "unknown"
     metrics = trained["metrics"]
     assert metrics["test_perplexity"] < metrics["unigram_perplexity"]
     assert trained["validation"]["success"] is True

@@ -114,7 +114,7 @@ def test_documents_already_trained_on_are_dropped_when_asked(tmp_path: Path) -> 
     (first / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old))
     _gate([str(first)], tmp_path / "out1", DataConfig())
     stages.split_stage(str(tmp_path / "out1"), DataConfig())
-    n_trained = record_training_data(tmp_path / "out1")
+    n_trained = record_training_data(tmp_path / "out1", "test-slice")
     new = [f"new document {i}" for i in range(10)]
     (second / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old + new))
     summary = _gate([str(second)], tmp_path / "out2", DataConfig(dedup_against_trained=True))

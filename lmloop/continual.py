@@ -1,0 +1,165 @@
+"""Continual learning state and helpers: what is new, what to replay, what to judge on.
+
+Durable state under ``LMLOOP_HOME/state/``:
+- ``watermark.json``: content hashes of every landing file a cycle has consumed (new = not in it);
+- ``eval_slices/<name>.jsonl``: frozen eval slices — the test split of the first training and of
+  every later batch; challenger and champion are always judged on all of them;
+- ``corpora.json``: the data folders models trained on, for replay samples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import concatenate_datasets
+
+from lmloop.corpus import load_split, split_index
+from lmloop.data import sha256_uri
+from lmloop.evaluate import DocScores, score_documents
+from lmloop.settings import cache_dir, state_dir
+from lmloop.sources import discover
+from lmloop.token_cache import load_tokens, tokenize_shards
+
+
+def _read(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def _write(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+def new_files(landing: Path) -> list[dict[str, str]]:
+    """Landing files whose content hash no cycle has consumed yet."""
+    if not landing.exists():
+        return []
+    seen = _read(state_dir() / "watermark.json", {})
+    files, _ = discover([str(landing)])
+    fresh = []
+    for source in files:
+        sha, _ = sha256_uri(source.uri)
+        if sha not in seen:
+            fresh.append({"uri": source.uri, "sha256": sha})
+    return fresh
+
+
+def advance_watermark(files: list[dict[str, str]], batch: str) -> None:
+    seen = _read(state_dir() / "watermark.json", {})
+    seen |= {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
+    _write(state_dir() / "watermark.json", seen)
+
+
+def slices_dir() -> Path:
+    return state_dir() / "eval_slices"
+
+
+def freeze_slice(data_dir: str | Path, name: str) -> Path:
+    """The corpus' test split becomes a frozen eval slice for every later cycle."""
+    test = load_split(data_dir, "test").select_columns(["text", "label", "doc_id"])
+    path = slices_dir() / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in test)
+    return path
+
+
+def frozen_slices() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(slices_dir().glob("*.jsonl"))}
+
+
+def remember_corpus(data_dir: str | Path) -> None:
+    corpora = _read(state_dir() / "corpora.json", [])
+    if str(data_dir) not in corpora:
+        _write(state_dir() / "corpora.json", [*corpora, str(data_dir)])
+
+
+def replay_tokens(tokenizer_dir: str, documents: int, seed: int) -> Any:
+    """``documents`` training documents sampled from earlier corpora, as token ids (from the token cache)."""
+    parts = []
+    for data_dir in _read(state_dir() / "corpora.json", []):
+        shards = json.loads((Path(data_dir) / "corpus.json").read_text())["shards"]
+        cache = tokenize_shards(shards, tokenizer_dir, cache_dir() / "tokens")
+        tokens = load_tokens(cache["paths"]).select(np.load(Path(data_dir) / "keep.npy"))
+        parts.append(tokens.select(split_index(data_dir, "train")).select_columns(["input_ids"]))
+    if not parts or documents <= 0:
+        return None
+    pool = concatenate_datasets(parts)
+    rng = np.random.default_rng(seed)
+    return pool.select(rng.choice(len(pool), size=min(documents, len(pool)), replace=False))
+
+
+def score_slices(
+    model: Any, tokenizer: Any, slices: dict[str, list[str]], block_size: int, batch_size: int
+) -> dict[str, DocScores]:
+    return {
+        name: score_documents(model, tokenizer, texts, block_size, batch_size=batch_size)
+        for name, texts in slices.items()
+    }
+
+
+def slice_texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.open() if line.strip()]
+
+
+def pack_mix(
+    data_dir: str, tokenizer_dir: str, block_size: int, replay_ratio: float, seed: int, out: Path
+) -> dict[str, Any]:
+    """Training mix = the new batch's training split + ``replay_ratio`` x as many old training documents."""
+    from lmloop.packing import pack
+
+    shards = json.loads((Path(data_dir) / "corpus.json").read_text())["shards"]
+    cache = tokenize_shards(shards, tokenizer_dir, cache_dir() / "tokens")
+    tokens = load_tokens(cache["paths"]).select(np.load(Path(data_dir) / "keep.npy")).select_columns(["input_ids"])
+    new = tokens.select(split_index(data_dir, "train"))
+    replay = replay_tokens(tokenizer_dir, int(len(new) * replay_ratio), seed)
+    mix = concatenate_datasets([new, replay]) if replay is not None else new
+    pack(mix.shuffle(seed=seed), block_size).save_to_disk(str(out / "blocks" / "train"))
+    pack(tokens.select(split_index(data_dir, "validation")), block_size).save_to_disk(
+        str(out / "blocks" / "validation")
+    )
+    counts = {"new_documents": len(new), "replay_documents": 0 if replay is None else len(replay)}
+    return {"blocks": str(out / "blocks"), **counts}
+
+
+def judge(
+    champion_dir: str, challenger_dir: str, data_dir: str, batch: str, margin: float, tolerance: float, samples: int
+) -> dict[str, Any]:
+    """Score champion and challenger on the new batch's test split and every frozen slice; decide."""
+    from transformers import AutoModelForCausalLM
+
+    from lmloop.gate import decide, report_markdown
+    from lmloop.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(challenger_dir)
+    texts = {batch: list(load_split(data_dir, "test")["text"])}
+    texts |= {name: slice_texts(path) for name, path in frozen_slices().items()}
+    block = AutoModelForCausalLM.from_pretrained(challenger_dir).config.max_position_embeddings
+    scores = {
+        role: score_slices(AutoModelForCausalLM.from_pretrained(path), tokenizer, texts, block, 32)
+        for role, path in (("champion", champion_dir), ("challenger", challenger_dir))
+    }
+    old = [(name, scores["champion"][name], scores["challenger"][name]) for name in texts if name != batch]
+    decision = decide(
+        (batch, scores["champion"][batch], scores["challenger"][batch]), old, margin, tolerance, samples=samples
+    )
+    slices = {
+        name: {
+            "champion_bits_per_byte": scores["champion"][name].bits_per_byte(),
+            "challenger_bits_per_byte": scores["challenger"][name].bits_per_byte(),
+            "documents": len(t),
+        }
+        for name, t in texts.items()
+    }
+    return {
+        "promote": decision.promote,
+        "reason": decision.reason,
+        "slices": slices,
+        "decision": decision.to_dict(),
+        "report": report_markdown(decision, None, "?"),
+    }

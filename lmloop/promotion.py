@@ -1,0 +1,99 @@
+"""Moving ``@champion``: promotion after the gate, and rollback — always under one lock.
+
+MLflow's alias update is last-writer-wins, so every move happens inside a database lock (an
+EXCLUSIVE sqlite transaction on ``LMLOOP_HOME/state/locks.db``, shared by every process using that
+home) and re-reads ``@champion`` inside the lock: a challenger judged against a champion that has
+since moved is not promoted. Every decision lands as tags on the version and a line in
+``state/gate_history.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lmloop import tracking
+from lmloop.settings import state_dir
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+
+
+@contextmanager
+def exclusive(name: str, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
+    state_dir().mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state_dir() / "locks.db", timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, holder TEXT, since REAL)")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?)", (name, str(os.getpid()), time.time()))
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+
+
+def history() -> list[dict[str, Any]]:
+    path = state_dir() / "gate_history.jsonl"
+    return [json.loads(line) for line in path.open()] if path.exists() else []
+
+
+def _record(event: dict[str, Any]) -> None:
+    with (state_dir() / "gate_history.jsonl").open("a") as f:
+        f.write(json.dumps({"time": time.time(), **event}) + "\n")
+
+
+def promote_if_better(
+    name: str, challenger: str, judged_against: str | None, promote: bool, reason: str, numbers: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first."""
+    with exclusive(f"champion:{name}"):
+        current = tracking.alias_version(name, CHAMPION)
+        if current != judged_against:
+            promote, reason = (
+                False,
+                (
+                    f"champion moved from v{judged_against} to v{current} while this challenger was evaluated; "
+                    "not promoted (re-run to judge it against the new champion)"
+                ),
+            )
+        if promote:
+            if current is not None:
+                tracking.set_alias(name, PREVIOUS, current)
+            tracking.set_alias(name, CHAMPION, challenger)
+        else:
+            tracking.set_alias(name, CHALLENGER, challenger)
+        tags = {"gate.decision": "promoted" if promote else "rejected", "gate.reason": reason[:5000]}
+        tags |= {"gate.champion_version": current or "", **{f"gate.{k}": v for k, v in numbers.items()}}
+        for key, value in tags.items():
+            tracking.client().set_model_version_tag(name, challenger, key, str(value))
+        event = {"event": "gate", "model": name, "challenger": challenger, "champion": current, "promoted": promote}
+        _record({**event, "reason": reason})
+    return {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
+
+
+def rollback(name: str, reason: str, to_version: str | None = None) -> dict[str, Any]:
+    """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why."""
+    with exclusive(f"champion:{name}"):
+        current = tracking.alias_version(name, CHAMPION)
+        target = to_version or tracking.alias_version(name, PREVIOUS)
+        if target is None:
+            raise ValueError(f"{name}: no --to version given and no {PREVIOUS} alias to roll back to")
+        tracking.client().get_model_version(name, target)  # an unknown version fails here, before any move
+        if current is not None:
+            tracking.set_alias(name, PREVIOUS, current)
+            tracking.client().set_model_version_tag(name, current, "rollback.demoted_because", reason)
+        tracking.set_alias(name, CHAMPION, target)
+        tracking.client().set_model_version_tag(name, target, "rollback.reason", reason)
+        tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
+        _record({"event": "rollback", "model": name, "from": current, "to": target, "reason": reason})
+    return {"model_name": name, "champion_version": target, "previous_champion": current, "reason": reason}

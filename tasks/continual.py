@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from lmloop import continual, promotion, tracking
+
+
+@task
+def find_new_files(landing: str) -> list[dict[str, str]]:
+    return continual.new_files(Path(landing))
+
+
+@task
+def mix_and_pack(
+    data_dir: str, tokenizer: str, block: int, ratio: float, seed: int, work: str, run_id: str
+) -> dict[str, Any]:
+    """New data + a replay sample of old training data; the mixture is logged as a dataset input."""
+    out = continual.pack_mix(data_dir, tokenizer, block, ratio, seed, Path(work))
+    digest = f"new{out['new_documents']}-replay{out['replay_documents']}-seed{seed}"
+    tracking.log_dataset(run_id, "train-mix", digest, data_dir, context="train-mix")
+    tracking.log_metrics(run_id, {k: v for k, v in out.items() if k != "blocks"})
+    return out
+
+
+@task
+def judge_challenger(
+    champion_dir: str, challenger_dir: str, data_dir: str, batch: str, margin: float, tolerance: float, samples: int
+) -> dict[str, Any]:
+    return continual.judge(champion_dir, challenger_dir, data_dir, batch, margin, tolerance, samples)
+
+
+@task
+def apply_decision(name: str, challenger: str, champion: str, verdict: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Promote or not, under the lock, re-reading the champion; report to MLflow and Prefect."""
+    new = verdict["decision"]["new_slice"]
+    numbers = {"new_slice_improvement": new["improvement"], "new_slice_ci_low": new["ci_low"]}
+    outcome = promotion.promote_if_better(name, challenger, champion, verdict["promote"], verdict["reason"], numbers)
+    report = verdict["report"].replace("v? ", f"v{challenger} ").replace("(champion v-)", f"(champion v{champion})")
+    if not outcome["promoted"] and verdict["promote"]:
+        report += f"\n**Not applied:** {outcome['reason']}\n"
+    tracking.log_text(run_id, report, "gate/report.md")
+    tracking.set_tags(
+        run_id,
+        {"gate.decision": "promoted" if outcome["promoted"] else "rejected", "gate.reason": outcome["reason"][:5000]},
+    )
+    create_markdown_artifact(report, key="gate-report", description=f"{name}: challenger v{challenger}")
+    return outcome
+
+
+@task
+def close_cycle(files: list[dict[str, str]], batch: str) -> None:
+    continual.advance_watermark(files, batch)

@@ -1,0 +1,68 @@
+"""Champion moves on a real MLflow registry: the lock, the re-read, rollback and its records."""
+
+import threading
+
+import pytest
+
+from lmloop import tracking
+from lmloop.promotion import history, promote_if_better, rollback
+
+pytestmark = pytest.mark.slow
+
+
+def _versions(trained: dict, n: int) -> list[str]:
+    """Register ``n`` more versions of the trained model (no alias moves)."""
+    from pathlib import Path
+
+    model_dir = Path(trained["work_dir"]) / "model"
+    return [
+        tracking.register_transformers_model(trained["run_id"], model_dir, "promo-test", {}, "test", "Once upon")
+        for _ in range(n)
+    ]
+
+
+def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once(trained: dict) -> None:
+    first, second, third = _versions(trained, 3)
+    tracking.set_alias("promo-test", "champion", first)
+    results = {}
+
+    def challenge(version: str) -> None:
+        results[version] = promote_if_better("promo-test", version, first, True, "better", {"improvement": 0.1})
+
+    threads = [threading.Thread(target=challenge, args=(v,)) for v in (second, third)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    promoted = [v for v, r in results.items() if r["promoted"]]
+    assert len(promoted) == 1, results
+    loser = ({second, third} - set(promoted)).pop()
+    assert "champion moved" in results[loser]["reason"]
+    assert tracking.alias_version("promo-test", "champion") == promoted[0]
+    assert tracking.alias_version("promo-test", "previous_champion") == first
+    assert tracking.alias_version("promo-test", "challenger") == loser
+    tags = tracking.client().get_model_version("promo-test", loser).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == promoted[0]
+
+
+def test_a_rejected_challenger_never_becomes_champion(trained: dict) -> None:
+    (version,) = _versions(trained, 1)
+    before = tracking.alias_version("promo-test", "champion")
+    out = promote_if_better("promo-test", version, before, False, "worse on the new slice", {})
+    assert not out["promoted"] and tracking.alias_version("promo-test", "champion") == before
+
+
+def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
+    champion = tracking.alias_version("promo-test", "champion")
+    previous = tracking.alias_version("promo-test", "previous_champion")
+    out = rollback("promo-test", "regression reported by users")
+    assert out["champion_version"] == previous and tracking.alias_version("promo-test", "champion") == previous
+    assert tracking.alias_version("promo-test", "previous_champion") == champion
+    assert (
+        tracking.client().get_model_version("promo-test", previous).tags["rollback.reason"]
+        == "regression reported by users"
+    )
+    assert history()[-1]["event"] == "rollback" and history()[-1]["reason"] == "regression reported by users"
+    with pytest.raises(Exception, match="999"):
+        rollback("promo-test", "typo", to_version="999")
+    assert tracking.alias_version("promo-test", "champion") == previous, "a failed rollback moves nothing"
