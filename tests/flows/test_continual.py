@@ -1,61 +1,118 @@
-"""The continual-learning cycle on the shared champion: nothing new, one shifted batch, its records."""
+"""The continual-learning cycle in its own LMLOOP_HOME: a champion trained on distribution A, then
+nothing new, a shifted batch B (promoted), a harmful batch (rejected), and two concurrent cycles."""
 
 import json
+import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from lmloop import tracking
-from lmloop.config import PipelineConfig
+from lmloop.config import PipelineConfig, load_config
 from lmloop.continual import frozen_slices
 from lmloop.promotion import history
 from lmloop.sample_data import write_corpus
 from lmloop.settings import state_dir
 
 pytestmark = pytest.mark.slow
+NAME = "continual-lm"
 
 
-def _config(base: PipelineConfig) -> PipelineConfig:
-    raw = base.model_dump()
-    raw["finetune"] |= {"max_steps": 40, "warmup_steps": 4, "log_every": 10, "checkpoint_every": 40, "batch_size": 8}
-    raw["continual"] = {"replay_ratio": 0.5, "tolerance": 0.05, "bootstrap_samples": 200}
-    return PipelineConfig.model_validate(raw)
+def _config() -> PipelineConfig:
+    sets = ["model.n_layer=2", "model.n_embd=64", "model.n_head=2", "model.block_size=64", "tokenizer.vocab_size=512"]
+    sets += ["train.max_steps=200", "train.batch_size=16", "train.log_every=50", "eval.samples=0"]
+    sets += ["finetune.max_steps=60", "finetune.batch_size=16", "finetune.log_every=20", "finetune.checkpoint_every=60"]
+    sets += ["finetune.learning_rate=3e-4", "continual.replay_ratio=2.0", "continual.tolerance=0.05"]
+    sets += ["continual.bootstrap_samples=500"]
+    return load_config("tiny", [*sets, f"registry.model_name={NAME}"])
 
 
-def test_nothing_new_exits_quickly_without_a_run(trained: dict, tmp_path: Path, tiny_config: PipelineConfig) -> None:
+@pytest.fixture(scope="module")
+def home(prefect_harness, tmp_path_factory: pytest.TempPathFactory):
+    """A fresh home (MLflow store, state, caches) with a champion trained on distribution A."""
+    from flows.training import training_flow
+
+    root = tmp_path_factory.mktemp("continual-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMLOOP_HOME", str(root))
+        write_corpus(root / "a", seed=0, docs=1200, files=2)
+        training_flow(config=_config(), data=[str(root / "a")])
+        yield root
+
+
+def _shuffled_batch(folder: Path, docs: int = 400) -> None:
+    """Distribution A's words with their order destroyed: harmful to learn from."""
+    source = folder.parent / f"{folder.name}-src"
+    write_corpus(source, seed=11, docs=docs, files=1)
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    with (folder / "shuffled.jsonl").open("w") as f:
+        for line in (source / "part-000.jsonl").open():
+            words = json.loads(line)["text"].split()
+            rng.shuffle(words)
+            f.write(json.dumps({"text": " ".join(words)}) + "\n")
+
+
+def test_nothing_new_exits_without_training(home: Path) -> None:
     from flows.continual import continual_flow
 
-    out = continual_flow(config=_config(tiny_config), incoming=str(tmp_path / "empty"))
+    out = continual_flow(config=_config(), incoming=str(home / "empty"))
     assert out["new_files"] == [] and out["promoted"] is None and "nothing new" in out["reason"]
-    assert out["champion_version"] == tracking.alias_version(tiny_config.registry.model_name, "champion")
+    assert out["champion_version"] == tracking.alias_version(NAME, "champion") == "1"
 
 
-def test_a_shifted_batch_runs_a_full_cycle_and_records_its_decision(
-    trained: dict, tmp_path: Path, tiny_config: PipelineConfig
-) -> None:
+def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path) -> None:
     from flows.continual import continual_flow
 
-    name = tiny_config.registry.model_name
-    landing = tmp_path / "landing"
-    write_corpus(landing, seed=7, shift=True, docs=300, files=1)
-    champion_before = tracking.alias_version(name, "champion")
-    assert any(n.startswith("base-") for n in frozen_slices()), "the first training froze its test split"
-
-    out = continual_flow(config=_config(tiny_config), incoming=str(landing))
-    assert out["new_files"] and out["promoted"] in (True, False) and out["reason"]
-    assert out["mix"]["replay_documents"] > 0 and out["mix"]["new_documents"] > 0
+    write_corpus(home / "landing-b", seed=7, shift=True, docs=400, files=1)
+    out = continual_flow(config=_config(), incoming=str(home / "landing-b"))
     batch = f"batch-{out['run_id'][:8]}"
-    assert batch in out["slices"] and any(s.startswith("base-") for s in out["slices"])
-    champion_after = tracking.alias_version(name, "champion")
-    assert champion_after == (out["challenger_version"] if out["promoted"] else champion_before)
-    tags = tracking.client().get_model_version(name, out["challenger_version"]).tags
-    assert tags["gate.decision"] == ("promoted" if out["promoted"] else "rejected")
-    assert tags["parent_version"] == champion_before
-    assert history()[-1]["challenger"] == out["challenger_version"]
-    report = tracking.client().download_artifacts(out["run_id"], "gate/report.md")
-    assert "95% CI" in Path(report).read_text()
-    assert batch in frozen_slices(), "the batch's held-out split is frozen for later cycles"
-    assert len(json.loads((state_dir() / "watermark.json").read_text())) == 1
+    new, base = out["slices"][batch], next(v for k, v in out["slices"].items() if k.startswith("base-"))
+    assert out["promoted"] is True, out["reason"]
+    assert new["challenger_bits_per_byte"] < new["champion_bits_per_byte"]
+    assert base["challenger_bits_per_byte"] <= base["champion_bits_per_byte"] + 0.05
+    assert tracking.alias_version(NAME, "champion") == out["challenger_version"]
+    assert tracking.alias_version(NAME, "previous_champion") == "1"
+    tags = tracking.client().get_model_version(NAME, out["challenger_version"]).tags
+    assert tags["gate.decision"] == "promoted" and tags["parent_version"] == "1"
+    assert "95% CI" in Path(tracking.client().download_artifacts(out["run_id"], "gate/report.md")).read_text()
+    assert batch in frozen_slices() and out["mix"]["replay_documents"] > 0
+    assert continual_flow(config=_config(), incoming=str(home / "landing-b"))["promoted"] is None, "watermark"
 
-    again = continual_flow(config=_config(tiny_config), incoming=str(landing))
-    assert again["promoted"] is None and again["new_files"] == []
+
+def test_a_harmful_batch_is_rejected_and_the_champion_stays(home: Path) -> None:
+    from flows.continual import continual_flow
+
+    champion = tracking.alias_version(NAME, "champion")
+    _shuffled_batch(home / "landing-harm")
+    out = continual_flow(config=_config(), incoming=str(home / "landing-harm"))
+    assert out["promoted"] is False, out["reason"]
+    assert "forgetting" in out["reason"]
+    assert tracking.alias_version(NAME, "champion") == champion
+    assert tracking.alias_version(NAME, "challenger") == out["challenger_version"]
+    assert history()[-1]["promoted"] is False
+
+
+def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
+    from flows.continual import continual_flow
+
+    champion = tracking.alias_version(NAME, "champion")
+    write_corpus(home / "landing-c", seed=21, shift=True, docs=300, files=1)
+    results: list[dict] = []
+    cycles = [
+        threading.Thread(
+            target=lambda: results.append(continual_flow(config=_config(), incoming=str(home / "landing-c")))
+        )
+        for _ in range(2)
+    ]
+    for t in cycles:
+        t.start()
+    for t in cycles:
+        t.join()
+    assert len(results) == 2 and len({r["run_id"] for r in results}) == 2, "two runs, never one shared"
+    promoted = [r for r in results if r["promoted"]]
+    assert len(promoted) <= 1
+    expected = promoted[0]["challenger_version"] if promoted else champion
+    assert tracking.alias_version(NAME, "champion") == expected
+    assert len(json.loads((state_dir() / "watermark.json").read_text())) == 3  # batches b, harm and c
