@@ -46,7 +46,3 @@ def build_causal_lm(
     )
     config._attn_implementation = "sdpa"
     return LlamaForCausalLM(config)
-
-
-def count_parameters(model: PreTrainedModel, exclude_embeddings: bool = False) -> int:
-    return model.num_parameters(exclude_embeddings=exclude_embeddings)

@@ -8,7 +8,6 @@ nothing and a new file tokenizes only that file (with a reused tokenizer).
 from __future__ import annotations
 
 import hashlib
-import json
 from itertools import chain
 from pathlib import Path
 
@@ -76,7 +75,3 @@ def tokenize_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Pa
 
 def load_tokens(paths: list[str]) -> Dataset:
     return concatenate_datasets([Dataset.from_file(p) for p in paths])
-
-
-def write_token_index(out: Path, paths: list[str]) -> None:
-    out.write_text(json.dumps({"paths": paths}, indent=2) + "\n")
