@@ -7,6 +7,7 @@ beside a reason file; the raw originals are never touched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict
@@ -145,12 +146,17 @@ def load_corpus(data_dir: Path | str) -> Dataset:
     return load_shards(shards).select(np.load(data_dir / "keep.npy"))
 
 
-def save_splits(data_dir: Path | str, data: DataConfig) -> dict[str, int]:
+def save_splits(data_dir: Path | str, data: DataConfig) -> dict[str, dict[str, Any]]:
+    """Write the hash-split indices; returns each split's size and a digest of its documents (for lineage)."""
     data_dir = Path(data_dir)
-    splits = split_indices(load_corpus(data_dir), data.val_fraction, data.test_fraction)
+    ids = id_array(load_corpus(data_dir)["doc_id"])
+    splits = split_indices(ids, data.val_fraction, data.test_fraction)
     for name, idx in splits.items():
         np.save(data_dir / f"split-{name}.npy", idx)
-    return {name: int(len(idx)) for name, idx in splits.items()}
+    return {
+        "sizes": {name: int(len(idx)) for name, idx in splits.items()},
+        "digests": {name: hashlib.sha256(ids[idx].tobytes()).hexdigest()[:16] for name, idx in splits.items()},
+    }
 
 
 def split_index(data_dir: Path | str, name: str) -> np.ndarray:

@@ -267,9 +267,9 @@ def split_of(doc: str, val_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-def split_indices(corpus: Dataset, val_fraction: float, test_fraction: float) -> dict[str, np.ndarray]:
-    """The same rule as :func:`split_of`, vectorised over the uint64 ids (top 32 bits = first 8 hex digits)."""
-    buckets = (id_array(corpus["doc_id"]) >> np.uint64(32)).astype(np.float64) / 0x1_0000_0000
+def split_indices(ids: np.ndarray, val_fraction: float, test_fraction: float) -> dict[str, np.ndarray]:
+    """The same rule as :func:`split_of`, vectorised over uint64 ids (top 32 bits = first 8 hex digits)."""
+    buckets = (ids >> np.uint64(32)).astype(np.float64) / 0x1_0000_0000
     is_test = buckets < test_fraction
     is_val = ~is_test & (buckets < test_fraction + val_fraction)
     return {

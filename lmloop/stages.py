@@ -6,7 +6,6 @@ output folder (artifact + the numbers that describe it) so a run can be inspecte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -33,7 +32,7 @@ from lmloop.classify import (
 )
 from lmloop.config import DataConfig, EvalConfig, ModelConfig, TokenizerConfig, TrainConfig, ValidationConfig
 from lmloop.corpus import DataValidationError, gate, load_corpus, load_split, save_splits, split_index
-from lmloop.data import FileReport, id_array, ingest_files
+from lmloop.data import FileReport, ingest_files
 from lmloop.evaluate import generate_samples, reference_metrics, slice_metrics, timed_scores, unigram_scores
 from lmloop.model import build_causal_lm
 from lmloop.packing import pack
@@ -70,10 +69,7 @@ def gate_stage(data: DataConfig, validation: ValidationConfig, out: Path, batch:
 
 
 def split_stage(data_dir: str, data: DataConfig) -> dict[str, Any]:
-    sizes = save_splits(data_dir, data)
-    ids = id_array(load_corpus(data_dir)["doc_id"])
-    digests = {name: hashlib.sha256(ids[split_index(data_dir, name)].tobytes()).hexdigest()[:16] for name in sizes}
-    return {"sizes": sizes, "digests": digests}
+    return save_splits(data_dir, data)
 
 
 def tokenizer_stage(data_dir: str, cfg: TokenizerConfig, out: Path) -> dict[str, Any]:

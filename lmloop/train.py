@@ -201,9 +201,9 @@ class Trainer:
         while True:
             loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
             # Accelerate's loader re-seeds the sampler from its own iteration counter on every __iter__,
-            # and a skip-loader starts that counter at 0: set it, or a resumed run replays epoch 0's order.
+            # and a skip-loader starts that counter at 0: set it (it forwards to our sampler), or a resumed
+            # run replays epoch 0's order.
             loader.set_epoch(epoch)
-            self.sampler.set_epoch(epoch)
             for i, batch in enumerate(loader, start=skip + 1):
                 self.state = TrainState(self.state.step, epoch, i, self.state.losses)
                 yield batch
