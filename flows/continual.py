@@ -63,10 +63,7 @@ def continual_flow(
         tags = {"manifest_digest": validation["manifest_digest"], "config_hash": cfg.digest(), "run_id": run_id}
         tags |= {"parent_version": champion["version"], "continual_batch": batch}
         challenger = register_model(run_id, trained["model_dir"], name, tags, metrics)["model_version"]
-        c = cfg.continual
-        verdict = judge_challenger(
-            champion["model_dir"], trained["model_dir"], data_dir, batch, c.margin, c.tolerance, c.bootstrap_samples
-        )
+        verdict = judge_challenger(champion["model_dir"], trained["model_dir"], data_dir, batch, cfg.continual)
         outcome = apply_decision(name, challenger, champion["version"], verdict, run_id)
         record_trained_data(data_dir, batch)
         close_cycle(fresh, run_id)
@@ -77,6 +74,7 @@ def continual_flow(
         "champion_version": outcome["champion_version"],
         "challenger_version": challenger,
         "slices": verdict["slices"],
+        "classification": verdict["probe"],
         "run_id": run_id,
         "mix": {k: mix[k] for k in ("new_documents", "replay_documents")},
     }

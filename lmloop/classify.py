@@ -16,6 +16,7 @@ from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
@@ -90,6 +91,43 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[s
         "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
         "report": report,
     }
+
+
+@torch.inference_mode()
+def embed(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, batch_size: int = 32
+) -> np.ndarray:
+    """Mean-pooled last hidden state of each document (first ``max_length`` tokens)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True)
+        ids = torch.tensor(enc["input_ids"], device=device)
+        mask = torch.tensor(enc["attention_mask"], device=device)
+        hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1].float()
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        out.append(pooled.cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def probe_metrics(features: np.ndarray, labels: list[str], folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """How linearly separable the classes are in a model's features: logistic regression, stratified
+    k-fold cross-validated predictions on every document. The same folds for every model compared."""
+    values, counts = np.unique(labels, return_counts=True)
+    kept = [str(v) for v, c in zip(values, counts, strict=True) if c >= 2]  # a class of one cannot be held out
+    if len(kept) < 2:
+        raise ValueError(
+            f"a probe needs 2+ classes with 2+ documents each, got {dict(zip(values.tolist(), counts.tolist(), strict=True))}"
+        )
+    rows = np.array([label in kept for label in labels])
+    features, index = features[rows], label_map(kept)
+    y = np.array([index[label] for label, keep in zip(labels, rows, strict=True) if keep])
+    folds = min(folds, int(np.bincount(y).min()))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scaled = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    pred = cross_val_predict(LogisticRegression(max_iter=2000), scaled, y, cv=cv)
+    return classification_metrics(y, pred, kept)
 
 
 def tfidf_baseline(train: Dataset, test: Dataset, labels: dict[str, int]) -> np.ndarray:

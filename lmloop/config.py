@@ -148,6 +148,11 @@ class ContinualConfig(_Frozen):
     tolerance: float = Field(0.02, ge=0.0, description="Bits/byte any old slice may get worse (forgetting guard).")
     bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
     cron: str = Field("0 * * * *", description="Schedule of the continual deployment (lmloop deploy).")
+    classification: dict[Literal["accuracy", "macro_f1"], float] = Field(
+        default_factory=dict,
+        description="Gate criterion (c): metric -> allowed drop, for a linear probe on each model's features, "
+        "cross-validated on the labelled documents of the frozen slices. Empty: not checked.",
+    )
 
 
 class PipelineConfig(_Frozen):

@@ -127,10 +127,41 @@ def pack_mix(
     return {"blocks": str(out / "blocks"), **counts}
 
 
+def labelled_documents(data_dir: str, batch: str) -> tuple[list[str], list[str]]:
+    """Every labelled document of the frozen slices and the new batch's test split."""
+    rows = [json.loads(line) for path in frozen_slices().values() for line in path.open() if line.strip()]
+    test = load_split(data_dir, "test")
+    rows += [{"text": t, "label": lab} for t, lab in zip(test["text"], test["label"], strict=True)]
+    labelled = [(r["text"], str(r["label"])) for r in rows if r.get("label") not in (None, "")]
+    return [t for t, _ in labelled], [lab for _, lab in labelled]
+
+
+def probe_comparison(
+    models: dict[str, Any], tokenizer: Any, texts: list[str], labels: list[str], block: int, allowed: dict[str, float]
+) -> tuple[dict[str, tuple[float, float, float]], dict[str, Any]]:
+    """Gate criterion (c): the same linear probe (same folds) on each model's features."""
+    from lmloop.classify import embed, probe_metrics
+
+    metrics = {role: probe_metrics(embed(m, tokenizer, texts, block), labels) for role, m in models.items()}
+    compared = {
+        metric: (metrics["champion"][metric], metrics["challenger"][metric], drop) for metric, drop in allowed.items()
+    }
+    summary = {role: {k: m[k] for k in ("accuracy", "macro_f1")} for role, m in metrics.items()}
+    return compared, {"documents": len(texts), **summary}
+
+
 def judge(
-    champion_dir: str, challenger_dir: str, data_dir: str, batch: str, margin: float, tolerance: float, samples: int
+    champion_dir: str,
+    challenger_dir: str,
+    data_dir: str,
+    batch: str,
+    margin: float,
+    tolerance: float,
+    samples: int,
+    classification: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Score champion and challenger on the new batch's test split and every frozen slice; decide."""
+    """Score champion and challenger on the new batch's test split and every frozen slice; decide.
+    ``classification`` (metric -> allowed drop) adds the linear-probe criterion."""
     from transformers import AutoModelForCausalLM
 
     from lmloop.gate import decide, report_markdown
@@ -140,14 +171,18 @@ def judge(
     texts = {batch: list(load_split(data_dir, "test")["text"])}
     texts |= {name: slice_texts(path) for name, path in frozen_slices().items()}
     block = AutoModelForCausalLM.from_pretrained(challenger_dir).config.max_position_embeddings
-    scores = {
-        role: score_slices(AutoModelForCausalLM.from_pretrained(path), tokenizer, texts, block, 32)
+    models = {
+        role: AutoModelForCausalLM.from_pretrained(path)
         for role, path in (("champion", champion_dir), ("challenger", challenger_dir))
     }
+    scores = {role: score_slices(model, tokenizer, texts, block, 32) for role, model in models.items()}
     old = [(name, scores["champion"][name], scores["challenger"][name]) for name in texts if name != batch]
-    decision = decide(
-        (batch, scores["champion"][batch], scores["challenger"][batch]), old, margin, tolerance, samples=samples
-    )
+    compared, probe = None, {}
+    if classification:
+        docs, labels = labelled_documents(data_dir, batch)
+        compared, probe = probe_comparison(models, tokenizer, docs, labels, block, classification)
+    new = (batch, scores["champion"][batch], scores["challenger"][batch])
+    decision = decide(new, old, margin, tolerance, compared, samples=samples)
     slices = {
         name: {
             "champion_bits_per_byte": scores["champion"][name].bits_per_byte(),
@@ -161,5 +196,6 @@ def judge(
         "reason": decision.reason,
         "slices": slices,
         "decision": decision.to_dict(),
+        "probe": probe,
         "report": report_markdown(decision, None, "?"),
     }

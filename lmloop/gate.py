@@ -102,6 +102,8 @@ def decide(
         f"better on {new_cmp.name!r} by {new_cmp.improvement:+.4f} bits/byte (95% CI [{new_cmp.ci_low:+.4f}, "
         f"{new_cmp.ci_high:+.4f}] > margin {margin:+.4f}); no old slice worse than {tolerance:.4f}"
     )
+    if classification:
+        why += "; " + ", ".join(f"{m} {c:.4f} -> {h:.4f} within {a:.4f}" for m, (c, h, a) in classification.items())
     return Decision(True, why, new_cmp, old_cmp, dict(classification or {}))
 
 
@@ -120,4 +122,12 @@ def report_markdown(decision: Decision, champion: str | None, challenger: str) -
             f"| {cmp.name} | {cmp.documents} | {cmp.champion_bpb:.4f} | {cmp.challenger_bpb:.4f} | "
             f"{cmp.improvement:+.4f} | [{cmp.ci_low:+.4f}, {cmp.ci_high:+.4f}] |"
         )
+    if decision.classification:
+        lines += [
+            "",
+            "| classification metric (linear probe) | champion | challenger | allowed drop |",
+            "|---|---:|---:|---:|",
+        ]
+        for metric, (champ, chall, allowed) in decision.classification.items():
+            lines.append(f"| {metric} | {champ:.4f} | {chall:.4f} | {allowed:.4f} |")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from lmloop import continual, promotion, tracking
+from lmloop.config import ContinualConfig
 
 
 @task
@@ -28,9 +29,18 @@ def mix_and_pack(
 
 @task
 def judge_challenger(
-    champion_dir: str, challenger_dir: str, data_dir: str, batch: str, margin: float, tolerance: float, samples: int
+    champion_dir: str, challenger_dir: str, data_dir: str, batch: str, gate: ContinualConfig
 ) -> dict[str, Any]:
-    return continual.judge(champion_dir, challenger_dir, data_dir, batch, margin, tolerance, samples)
+    return continual.judge(
+        champion_dir,
+        challenger_dir,
+        data_dir,
+        batch,
+        gate.margin,
+        gate.tolerance,
+        gate.bootstrap_samples,
+        dict(gate.classification),
+    )
 
 
 @task
@@ -38,6 +48,8 @@ def apply_decision(name: str, challenger: str, champion: str, verdict: dict[str,
     """Promote or not, under the lock, re-reading the champion; report to MLflow and Prefect."""
     new = verdict["decision"]["new_slice"]
     numbers = {"new_slice_improvement": new["improvement"], "new_slice_ci_low": new["ci_low"]}
+    for metric, (champ, chall, _) in verdict["decision"]["classification"].items():
+        numbers |= {f"probe_{metric}_champion": champ, f"probe_{metric}_challenger": chall}
     outcome = promotion.promote_if_better(name, challenger, champion, verdict["promote"], verdict["reason"], numbers)
     report = verdict["report"].replace("v? ", f"v{challenger} ").replace("(champion v-)", f"(champion v{champion})")
     if not outcome["promoted"] and verdict["promote"]:

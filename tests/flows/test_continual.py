@@ -24,7 +24,7 @@ def _config() -> PipelineConfig:
     sets += ["train.max_steps=200", "train.batch_size=16", "train.log_every=50", "eval.samples=0"]
     sets += ["finetune.max_steps=60", "finetune.batch_size=16", "finetune.log_every=20", "finetune.checkpoint_every=60"]
     sets += ["finetune.learning_rate=3e-4", "continual.replay_ratio=2.0", "continual.tolerance=0.05"]
-    sets += ["continual.bootstrap_samples=500"]
+    sets += ["continual.bootstrap_samples=500", "continual.classification={accuracy: 0.1, macro_f1: 0.1}"]
     return load_config("tiny", [*sets, f"registry.model_name={NAME}"])
 
 
@@ -76,7 +76,11 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     assert tracking.alias_version(NAME, "previous_champion") == "1"
     tags = tracking.client().get_model_version(NAME, out["challenger_version"]).tags
     assert tags["gate.decision"] == "promoted" and tags["parent_version"] == "1"
-    assert "95% CI" in Path(tracking.client().download_artifacts(out["run_id"], "gate/report.md")).read_text()
+    report = Path(tracking.client().download_artifacts(out["run_id"], "gate/report.md")).read_text()
+    assert "95% CI" in report and "linear probe" in report
+    probe = out["classification"]
+    assert probe["documents"] > 50 and probe["challenger"]["accuracy"] >= probe["champion"]["accuracy"] - 0.1
+    assert float(tags["gate.probe_accuracy_challenger"]) == pytest.approx(probe["challenger"]["accuracy"])
     assert batch in frozen_slices() and out["mix"]["replay_documents"] > 0
     assert continual_flow(config=_config(), incoming=str(home / "landing-b"))["promoted"] is None, "watermark"
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from lmloop.classify import classification_metrics, label_map, tfidf_baseline
+from lmloop.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
 from lmloop.evaluate import DocScores, slice_metrics
 from lmloop.sample_data import true_entropy, write_corpus
 
@@ -23,6 +23,19 @@ def test_tfidf_baseline_learns_separable_topics() -> None:
     labels = label_map(rows["label"])
     pred = tfidf_baseline(data, data, labels)
     assert (pred == np.array([labels[x] for x in rows["label"]])).mean() == 1.0
+
+
+def test_linear_probe_separates_informative_features_and_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"] * 40 + ["lonely"]  # a class of one cannot be cross-validated: left out
+    centres = {"a": 0.0, "b": 3.0, "c": 6.0, "lonely": 9.0}
+    informative = np.array([[centres[x]] * 4 for x in labels]) + rng.normal(0, 0.5, (len(labels), 4))
+    good = probe_metrics(informative, labels)
+    noise = probe_metrics(rng.normal(size=(len(labels), 4)), labels)
+    assert good["accuracy"] > 0.95 and noise["accuracy"] < 0.6
+    assert set(good["report"]) >= {"a", "b", "c"} and "lonely" not in good["report"]
+    with pytest.raises(ValueError, match="2\\+ classes"):
+        probe_metrics(informative[:3], ["a", "a", "b"])
 
 
 def test_slice_metrics_group_documents() -> None:
