@@ -79,19 +79,26 @@ def remember_corpus(data_dir: str | Path) -> None:
         _write(state_dir() / "corpora.json", [*corpora, str(data_dir)])
 
 
-def replay_tokens(tokenizer_dir: str, documents: int, seed: int) -> Any:
-    """``documents`` training documents sampled from earlier corpora, as token ids (from the token cache)."""
-    parts = []
+def replay_tokens(tokenizer_dir: str, documents: int, seed: int) -> tuple[Any, list[dict[str, Any]]]:
+    """``documents`` training documents sampled from earlier corpora, as token ids (from the token cache),
+    and per corpus how many were drawn."""
+    parts, names = [], []
     for data_dir in _read(state_dir() / "corpora.json", []):
         shards = json.loads((Path(data_dir) / "corpus.json").read_text())["shards"]
         cache = tokenize_shards(shards, tokenizer_dir, cache_dir() / "tokens")
         tokens = load_tokens(cache["paths"]).select(np.load(Path(data_dir) / "keep.npy"))
         parts.append(tokens.select(split_index(data_dir, "train")).select_columns(["input_ids"]))
+        names.append(data_dir)
     if not parts or documents <= 0:
-        return None
+        return None, []
     pool = concatenate_datasets(parts)
     rng = np.random.default_rng(seed)
-    return pool.select(rng.choice(len(pool), size=min(documents, len(pool)), replace=False))
+    chosen = rng.choice(len(pool), size=min(documents, len(pool)), replace=False)
+    owner = np.searchsorted(np.cumsum([len(p) for p in parts]), chosen, side="right")
+    drawn = [
+        {"corpus": name, "documents": int((owner == i).sum()), "pool": len(parts[i])} for i, name in enumerate(names)
+    ]
+    return pool.select(chosen), drawn
 
 
 def score_slices(
@@ -117,14 +124,23 @@ def pack_mix(
     cache = tokenize_shards(shards, tokenizer_dir, cache_dir() / "tokens")
     tokens = load_tokens(cache["paths"]).select(np.load(Path(data_dir) / "keep.npy")).select_columns(["input_ids"])
     new = tokens.select(split_index(data_dir, "train"))
-    replay = replay_tokens(tokenizer_dir, int(len(new) * replay_ratio), seed)
+    replay, drawn = replay_tokens(tokenizer_dir, int(len(new) * replay_ratio), seed)
     mix = concatenate_datasets([new, replay]) if replay is not None else new
     pack(mix.shuffle(seed=seed), block_size).save_to_disk(str(out / "blocks" / "train"))
     pack(tokens.select(split_index(data_dir, "validation")), block_size).save_to_disk(
         str(out / "blocks" / "validation")
     )
     counts = {"new_documents": len(new), "replay_documents": 0 if replay is None else len(replay)}
-    return {"blocks": str(out / "blocks"), **counts}
+    manifest = {
+        "new": {"corpus": str(data_dir), "documents": len(new)},
+        "replay": drawn,
+        "replay_ratio": replay_ratio,
+        "seed": seed,
+        **counts,
+    }
+    path = out / "mixture.json"
+    path.write_text(json.dumps(manifest, indent=2))
+    return {"blocks": str(out / "blocks"), "manifest": str(path), **counts}
 
 
 def labelled_documents(data_dir: str, batch: str) -> tuple[list[str], list[str]]:

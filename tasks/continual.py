@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ def mix_and_pack(
 ) -> dict[str, Any]:
     """New data + a replay sample of old training data; the mixture is logged as a dataset input."""
     out = continual.pack_mix(data_dir, tokenizer, block, ratio, seed, Path(work))
-    digest = f"new{out['new_documents']}-replay{out['replay_documents']}-seed{seed}"
-    tracking.log_dataset(run_id, "train-mix", digest, data_dir, context="train-mix")
-    tracking.log_metrics(run_id, {k: v for k, v in out.items() if k != "blocks"})
+    digest = hashlib.sha256(Path(out["manifest"]).read_bytes()).hexdigest()
+    tracking.log_dataset(run_id, "train-mix", digest, out["manifest"], context="train-mix")
+    tracking.log_artifact(run_id, out["manifest"], "data")
+    tracking.log_metrics(run_id, {k: out[k] for k in ("new_documents", "replay_documents")})
     return out
 
 

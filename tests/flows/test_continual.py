@@ -82,6 +82,10 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     assert probe["documents"] > 50 and probe["challenger"]["accuracy"] >= probe["champion"]["accuracy"] - 0.1
     assert float(tags["gate.probe_accuracy_challenger"]) == pytest.approx(probe["challenger"]["accuracy"])
     assert batch in frozen_slices() and out["mix"]["replay_documents"] > 0
+    mixture = json.loads(Path(tracking.client().download_artifacts(out["run_id"], "data/mixture.json")).read_text())
+    assert sum(r["documents"] for r in mixture["replay"]) == out["mix"]["replay_documents"]
+    inputs = tracking.client().get_run(out["run_id"]).inputs.dataset_inputs
+    assert any(i.dataset.name == "train-mix" for i in inputs)
     assert continual_flow(config=_config(), incoming=str(home / "landing-b"))["promoted"] is None, "watermark"
 
 
