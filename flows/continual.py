@@ -64,7 +64,7 @@ def continual_flow(
         tags |= {"parent_version": champion["version"], "continual_batch": batch}
         challenger = register_model(run_id, trained["model_dir"], name, tags, metrics)["model_version"]
         verdict = judge_challenger(champion["model_dir"], trained["model_dir"], data_dir, batch, cfg.continual)
-        outcome = apply_decision(name, challenger, champion["version"], verdict, run_id)
+        outcome = apply_decision(name, challenger, champion["version"], verdict, work, run_id)
         record_trained_data(data_dir, batch)
         close_cycle(fresh, run_id)
     return {

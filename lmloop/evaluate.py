@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmloop.progress import progress
+
 
 @dataclass(frozen=True)
 class DocScores:
@@ -73,24 +75,26 @@ def score_documents(
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     model.eval()
-    for i in range(0, len(jobs), batch_size):
-        chunk = jobs[i : i + batch_size]
-        width = max(end - begin for _, (begin, end, _) in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (doc, (begin, end, first)) in enumerate(chunk):
-            window = torch.tensor(encoded[doc][begin:end])
-            input_ids[row, : end - begin] = window
-            mask[row, : end - begin] = 1
-            labels[row, first - begin : end - begin] = window[first - begin :]
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-        losses = F.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels[:, 1:].to(device), ignore_index=-100, reduction="none"
-        )
-        per_window = losses.sum(dim=1).cpu().numpy()
-        for row, (doc, _) in enumerate(chunk):
-            nll[doc] += per_window[row]
+    with progress("evaluate", len(jobs), "windows") as advance:
+        for i in range(0, len(jobs), batch_size):
+            chunk = jobs[i : i + batch_size]
+            width = max(end - begin for _, (begin, end, _) in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (doc, (begin, end, first)) in enumerate(chunk):
+                window = torch.tensor(encoded[doc][begin:end])
+                input_ids[row, : end - begin] = window
+                mask[row, : end - begin] = 1
+                labels[row, first - begin : end - begin] = window[first - begin :]
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+            losses = F.cross_entropy(
+                logits[:, :-1].transpose(1, 2), labels[:, 1:].to(device), ignore_index=-100, reduction="none"
+            )
+            per_window = losses.sum(dim=1).cpu().numpy()
+            for row, (doc, _) in enumerate(chunk):
+                nll[doc] += per_window[row]
+            advance(len(chunk))
     tokens = np.array([len(ids) - 1 for ids in encoded])
     return DocScores(nll=nll, tokens=tokens, bytes=utf8_lengths(texts))
 

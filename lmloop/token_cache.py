@@ -16,6 +16,8 @@ import pyarrow as pa
 from datasets import Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
+from lmloop.progress import progress
+
 _BATCH = 10_000
 
 
@@ -65,7 +67,11 @@ def tokenize_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Pa
 
     tokenizer = load_tokenizer(tokenizer_dir)
     cache_dir = cache_root / tokenizer_digest(tokenizer_dir)
-    results = [tokenize_shard(s, tokenizer, cache_dir) for s in shards]
+    results = []
+    with progress("tokenize", len(shards), "shards") as advance:
+        for shard in shards:
+            results.append(tokenize_shard(shard, tokenizer, cache_dir))
+            advance(1)
     return {
         "paths": [p for p, _ in results],
         "cached": sum(c for _, c in results),

@@ -99,6 +99,12 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None)
     client().log_batch(run_id, metrics=batch)
 
 
+def metric_history(run_id: str, keys: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
+    """Each metric's (step, value) points, in step order (for plots)."""
+    c = client()
+    return {key: sorted((m.step, m.value) for m in c.get_metric_history(run_id, key)) for key in keys}
+
+
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     c = client()
     for key, value in tags.items():

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_w
 from lmloop.checkpoint import TrainState, latest_valid, load_checkpoint, save_checkpoint
 from lmloop.config import TrainConfig
 from lmloop.flops import flops_per_token, peak_flops
+from lmloop.progress import progress
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -219,7 +221,8 @@ class Trainer:
         start = window_start = time.perf_counter()
         self.model.train()
         batches = self._batches()
-        with _Stop() as stop:
+        bar = progress("train", cfg.max_steps, "steps", self.resumed_from) if acc.is_main_process else nullcontext()
+        with _Stop() as stop, bar as advance:
             while self.state.step < cfg.max_steps:
                 batch = next(batches)
                 with acc.accumulate(self.model):
@@ -259,6 +262,8 @@ class Trainer:
                         best_val, bad_evals = min(best_val, metrics["val_loss"]), 0 if improved else bad_evals + 1
                         stopped_early = bad_evals >= cfg.early_stopping_patience
                 self.state = TrainState(step, self.state.epoch, self.state.batch_in_epoch, losses)
+                if advance is not None:
+                    advance(1)
                 if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop.requested or stopped_early:
                     self._save()
                 if stop.requested:

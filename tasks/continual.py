@@ -46,7 +46,9 @@ def judge_challenger(
 
 
 @task
-def apply_decision(name: str, challenger: str, champion: str, verdict: dict[str, Any], run_id: str) -> dict[str, Any]:
+def apply_decision(
+    name: str, challenger: str, champion: str, verdict: dict[str, Any], work: str, run_id: str
+) -> dict[str, Any]:
     """Promote or not, under the lock, re-reading the champion; report to MLflow and Prefect."""
     new = verdict["decision"]["new_slice"]
     numbers = {"new_slice_improvement": new["improvement"], "new_slice_ci_low": new["ci_low"]}
@@ -57,6 +59,11 @@ def apply_decision(name: str, challenger: str, champion: str, verdict: dict[str,
     if not outcome["promoted"] and verdict["promote"]:
         report += f"\n**Not applied:** {outcome['reason']}\n"
     tracking.log_text(run_id, report, "gate/report.md")
+    from lmloop.plots import gate_comparison
+
+    title = f"Gate: challenger v{challenger} vs champion v{champion}"
+    plot = gate_comparison(verdict["decision"], Path(work) / "plots" / "gate_comparison.png", title)
+    tracking.log_artifact(run_id, plot, "gate")
     tracking.set_tags(
         run_id,
         {"gate.decision": "promoted" if outcome["promoted"] else "rejected", "gate.reason": outcome["reason"][:5000]},

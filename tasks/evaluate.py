@@ -27,4 +27,8 @@ def evaluate_model(
     tracking.log_metrics(run_id, {**out["metrics"], **flatten_slices(out["slices"])})
     tracking.log_artifact(run_id, Path(model_dir) / "metrics.json", "evaluation")
     tracking.log_table(run_id, out["samples"], "evaluation/samples.json")
+    from lmloop.plots import slice_bars
+
+    plot = slice_bars(out["slices"], "bits_per_byte", Path(model_dir) / "plots" / "slices_bits_per_byte.png")
+    tracking.log_artifact(run_id, plot, "plots")
     return out["metrics"]

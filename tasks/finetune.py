@@ -7,7 +7,7 @@ from prefect import task
 
 from lmloop import stages, tracking
 from lmloop.config import ModelConfig, TrainConfig
-from tasks.train import with_progress
+from tasks.train import log_training_curves, with_progress
 
 
 @task(retries=2, retry_delay_seconds=2)
@@ -30,9 +30,11 @@ def finetune_lm(
 ) -> dict[str, Any]:
     """Continued causal-LM training from the registered base model."""
     log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
-    return stages.pretrain_stage(
+    out = stages.pretrain_stage(
         blocks, base["tokenizer_dir"], model_cfg, train_cfg, Path(work), log, run_id, base["model_dir"], lora
     )
+    log_training_curves(run_id, work, f"Continued training from v{base['version']}")
+    return out
 
 
 @task
@@ -53,5 +55,6 @@ def finetune_classifier(
     model_dir = Path(out["model_dir"])
     tracking.log_metrics(run_id, out["metrics"])
     tracking.log_artifact(run_id, model_dir / "metrics.json", "evaluation")
-    tracking.log_artifact(run_id, model_dir / "confusion_matrix.png", "evaluation")
+    tracking.log_artifact(run_id, model_dir / "confusion_matrix.png", "plots")
+    log_training_curves(run_id, work, f"Classifier fine-tuning from v{base['version']}")
     return out

@@ -28,6 +28,15 @@ def with_progress(log: LogFn, total: int) -> LogFn:
     return both
 
 
+def log_training_curves(run_id: str, work: str, title: str) -> None:
+    """Loss and learning-rate curves from the run's own metric history, as ``plots/training_curves.png``."""
+    from lmloop.plots import training_curves
+
+    history = tracking.metric_history(run_id, ("train_loss", "val_loss", "learning_rate"))
+    path = training_curves(history, Path(work) / "plots" / "training_curves.png", title)
+    tracking.log_artifact(run_id, path, "plots")
+
+
 @task
 def pretrain_model(
     blocks: str, tokenizer: str, model_cfg: ModelConfig, train_cfg: TrainConfig, work: str, run_id: str
@@ -38,4 +47,5 @@ def pretrain_model(
         out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log, run_id)
     summary = {k: out[k] for k in ("tokens_per_second", "parameters", "tokens", "mfu", "resumed_from")}
     tracking.log_metrics(run_id, {f"train_{k}": v for k, v in summary.items()})
+    log_training_curves(run_id, work, "Pretraining")
     return out

@@ -78,6 +78,8 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     assert tags["gate.decision"] == "promoted" and tags["parent_version"] == "1"
     report = Path(tracking.client().download_artifacts(out["run_id"], "gate/report.md")).read_text()
     assert "95% CI" in report and "linear probe" in report
+    comparison = Path(tracking.client().download_artifacts(out["run_id"], "gate/gate_comparison.png"))
+    assert comparison.read_bytes()[:4] == b"\x89PNG"
     probe = out["classification"]
     assert probe["documents"] > 50 and probe["challenger"]["accuracy"] >= probe["champion"]["accuracy"] - 0.1
     assert float(tags["gate.probe_accuracy_challenger"]) == pytest.approx(probe["challenger"]["accuracy"])

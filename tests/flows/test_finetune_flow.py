@@ -32,6 +32,8 @@ def test_classification_head_beats_chance_and_registers_with_its_label_map(
     report = json.loads((model_dir / "metrics.json").read_text())["report"]
     assert {"astronomy", "cooking", "music", "sailing", "macro avg"} <= set(report)
     assert (model_dir / "confusion_matrix.png").stat().st_size > 1000
+    logged = {Path(a.path).name for a in tracking.client().list_artifacts(out["run_id"], "plots")}
+    assert logged >= {"confusion_matrix.png", "training_curves.png"}
     version = tracking.client().get_model_version(out["model_name"], out["model_version"])
     assert (
         version.tags["parent_version"] == trained["model_version"] and version.tags["finetune_task"] == "classification"

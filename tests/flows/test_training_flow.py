@@ -38,6 +38,14 @@ def test_loss_fell_and_metrics_were_logged_every_n_steps(trained: dict) -> None:
     assert run.inputs.dataset_inputs, "the ingested data is logged as an MLflow dataset input"
 
 
+def test_plots_are_logged_as_png_artifacts(trained: dict) -> None:
+    client = tracking.client()
+    plots = {Path(a.path).name: a.file_size for a in client.list_artifacts(trained["run_id"], "plots")}
+    assert set(plots) >= {"training_curves.png", "slices_bits_per_byte.png"}
+    for name in ("training_curves.png", "slices_bits_per_byte.png"):
+        assert Path(client.download_artifacts(trained["run_id"], f"plots/{name}")).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_stage_outputs_hold_artifact_config_and_metrics(trained: dict) -> None:
     work = Path(trained["work_dir"])
     model_dir = work / "model"
