@@ -15,7 +15,11 @@ from rich.table import Table
 from lmloop import settings
 from lmloop.config import ConfigError, load_config
 
-app = typer.Typer(help="Keep a language model learning: validate text, train, evaluate and register LMs.")
+app = typer.Typer(
+    help="Keep a language model learning: validate text, train, evaluate and register LMs.", no_args_is_help=True
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Preset name (tiny, small, ...) or YAML file.")]
@@ -215,3 +219,129 @@ def sample_data(
     )
     if as_json:
         _emit_json(summary)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    runs: Annotated[int, typer.Option(help="How many recent runs to list.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Champion, challenger and previous champion with key metrics; the last gate decisions and runs."""
+    cfg = _load(config, set_)
+    from lmloop.status import collect
+
+    info = collect(cfg.registry.model_name, cfg.registry.experiment, runs=runs)
+    table = Table(title=f"{info['model_name']} ({info['versions']} versions) — {info['tracking_uri']}")
+    for column in ("alias", "version", "created", "parent", "bits/byte", "perplexity", "gate"):
+        table.add_column(column)
+    for alias, v in info["aliases"].items():
+        if v is None:
+            table.add_row(alias, "-", "", "", "", "", "")
+            continue
+        m = v["metrics"]
+        bpb, ppl = m.get("test_bits_per_byte"), m.get("test_perplexity")
+        table.add_row(
+            alias,
+            v["version"],
+            (v["created"] or "")[:16].replace("T", " "),
+            v["parent_version"] or "",
+            f"{bpb:.4f}" if bpb is not None else "",
+            f"{ppl:.2f}" if ppl is not None else "",
+            v["gate_decision"] or "",
+        )
+    console.print(table)
+    for event in info["gate_decisions"]:
+        what = (
+            f"rollback v{event.get('from')} -> v{event.get('to')}"
+            if event.get("event") == "rollback"
+            else f"v{event.get('challenger')} {'promoted' if event.get('promoted') else 'rejected'}"
+        )
+        console.print(f"  gate: {what} — {event.get('reason', '')}")
+    runs_table = Table(title="Last runs")
+    for column in ("started", "name", "status", "bits/byte", "run id"):
+        runs_table.add_column(column)
+    for r in info["runs"]:
+        bpb = r["test_bits_per_byte"]
+        runs_table.add_row(
+            (r["started"] or "")[:16].replace("T", " "),
+            r["name"],
+            r["status"],
+            f"{bpb:.4f}" if bpb else "",
+            r["run_id"],
+        )
+    console.print(runs_table)
+    if as_json:
+        _emit_json(info)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="Text to continue; repeatable.")],
+    alias: Annotated[str, typer.Option("--alias", help="Registered model alias or version number.")] = "champion",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt.")] = 40,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue prompts with a registered model (default @champion), sampling top-k 50."""
+    cfg = _load(config, set_)
+    from transformers import AutoModelForCausalLM
+
+    from lmloop import tracking
+    from lmloop.evaluate import generate_samples
+    from lmloop.tokenizer import load_tokenizer
+
+    name = cfg.registry.model_name
+    try:
+        version = alias if alias.isdigit() else tracking.alias_version(name, alias)
+        if version is None:
+            raise ValueError(f"model {name!r} has no alias {alias!r}: train one first (lmloop run)")
+        local = tracking.fetch_model(name, version, settings.cache_dir() / "models" / name / version)
+    except Exception as exc:  # unknown alias/version, store unreachable
+        console.print(f"[red]generate failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    model = AutoModelForCausalLM.from_pretrained(local["model_dir"])
+    samples = generate_samples(model, load_tokenizer(local["tokenizer_dir"]), prompt, max_new_tokens, seed)
+    for sample in samples:
+        sys.stdout.write(f"{sample['prompt']}{sample['completion']}\n")
+    console.print(f"[dim]{name} v{version} ({alias})[/dim]")
+    if as_json:
+        _emit_json({"model_name": name, "model_version": version, "samples": samples})
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = "127.0.0.1",
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port.")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
+    prefect: Annotated[bool, typer.Option(help="Also start the Prefect server.")] = True,
+) -> None:
+    """Start the MLflow UI on the project's store and the Prefect server; print both URLs; Ctrl-C stops both."""
+    from lmloop.servers import run_ui
+
+    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console))
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = "tiny",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the effective config: the preset or YAML, then LMLOOP_SECTION__KEY variables, then --set."""
+    import yaml
+
+    from lmloop.config import env_overrides, resolve_preset
+
+    cfg = _load(config, set_)
+    console.print(
+        f"[dim]# from {resolve_preset(config)}; environment: {env_overrides() or 'none'}; --set: {set_ or 'none'}[/dim]"
+    )
+    console.print(f"[dim]# LMLOOP_HOME={settings.lmloop_home()}  tracking URI={settings.tracking_uri()}[/dim]")
+    payload = cfg.model_dump(mode="json")
+    sys.stdout.write(yaml.safe_dump(payload, sort_keys=False))
+    if as_json:
+        _emit_json(payload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,8 +210,23 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
+ENV_PREFIX = "LMLOOP_"
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> list[str]:
+    """``LMLOOP_TRAIN__MAX_STEPS=100`` -> ``train.max_steps=100``: section and key joined by a double
+    underscore (variables without one, such as ``LMLOOP_HOME``, are not config)."""
+    environ = dict(os.environ) if environ is None else environ
+    out = []
+    for key, value in sorted(environ.items()):
+        if key.startswith(ENV_PREFIX) and "__" in key:
+            out.append(f"{key[len(ENV_PREFIX) :].lower().replace('__', '.')}={value}")
+    return out
+
+
 def load_config(name_or_path: str | None = "tiny", overrides: list[str] | None = None) -> PipelineConfig:
-    """Load a preset or YAML file, apply overrides, validate. Errors name the file and the field."""
+    """Load a preset or YAML file, then ``LMLOOP_SECTION__KEY`` environment variables, then ``--set``
+    overrides (last wins); validate. Errors name the file and the field."""
     source = "defaults"
     raw: dict[str, Any] = {}
     if name_or_path:
@@ -222,7 +238,7 @@ def load_config(name_or_path: str | None = "tiny", overrides: list[str] | None =
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections")
-    for assignment in overrides or []:
+    for assignment in [*env_overrides(), *(overrides or [])]:
         apply_override(raw, assignment)
     try:
         return PipelineConfig.model_validate(raw)

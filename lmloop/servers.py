@@ -1,0 +1,116 @@
+"""Starting the MLflow UI and the Prefect server as child processes (``lmloop ui``), loopback by default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lmloop import settings
+
+BIN = Path(sys.executable).parent
+
+
+def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def mlflow_ui_command(host: str, port: int) -> list[str]:
+    return [
+        str(BIN / "mlflow"),
+        "ui",
+        "--backend-store-uri",
+        settings.tracking_uri(),
+        "--default-artifact-root",
+        settings.artifact_root(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def prefect_server_command(host: str, port: int) -> list[str]:
+    return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:  # the child keeps its own handle
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the child's whole process group (servers fork workers), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any) -> int:
+    """Start both, print the URLs, wait for Ctrl-C (or SIGTERM), stop both. Returns the exit code."""
+    logs = settings.lmloop_home() / "logs"
+    children: list[tuple[str, subprocess.Popen, str]] = []
+    stopping = False
+
+    def _terminate(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        mlflow_url = f"http://{host}:{mlflow_port}"
+        children.append(("MLflow UI", start(mlflow_ui_command(host, mlflow_port), logs / "mlflow-ui.log"), mlflow_url))
+        if prefect_port is not None:
+            prefect_url = f"http://{host}:{prefect_port}"
+            server = start(prefect_server_command(host, prefect_port), logs / "prefect-server.log")
+            children.append(("Prefect UI", server, prefect_url))
+        wait_http(f"{mlflow_url}/health", process=children[0][1])
+        if prefect_port is not None:
+            wait_http(f"{children[1][2]}/api/health", process=children[1][1])
+        for label, _, url in children:
+            console.print(f"{label}: [bold]{url}[/bold]")
+        if prefect_port is not None:
+            console.print(f"  for flows to report there: export PREFECT_API_URL={children[1][2]}/api")
+        console.print(f"logs in {logs}; Ctrl-C stops both")
+        sys.stdout.flush()
+        while not stopping and all(p.poll() is None for _, p, _ in children):
+            time.sleep(0.5)
+        dead = [label for label, p, _ in children if p.poll() is not None]
+        if dead and not stopping:
+            console.print(f"[red]{', '.join(dead)} stopped; see {logs}[/red]")
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]ui failed:[/red] {exc} (see {logs})")
+        return 1
+    finally:
+        for _, process, _ in children:
+            stop(process)
