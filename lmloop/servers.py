@@ -52,10 +52,11 @@ def prefect_server_command(host: str, port: int) -> list[str]:
     return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
 
 
-def start(command: list[str], log: Path) -> subprocess.Popen:
+def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server in its own session (so :func:`stop` can reach its workers), output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:  # the child keeps its own handle
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:

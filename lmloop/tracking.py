@@ -177,11 +177,18 @@ def register_transformers_model(
     model = auto.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     client()
+    signature = None
+    if task == "text-generation":  # generation settings a caller may pass per request (``params``)
+        from mlflow.models import infer_signature
+
+        params = {"max_new_tokens": 40, "do_sample": True, "top_k": 50, "temperature": 1.0}
+        signature = infer_signature([input_example], ["generated text"], params=params)
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
             name="model",
             task=task,
+            signature=signature,
             registered_model_name=name,
             input_example=input_example,
             pip_requirements=pip_requirements(),
