@@ -1,11 +1,15 @@
 """Deployments: the continual cycle on a cron schedule (never two at once), training for manual runs.
 
 ``lmloop deploy`` serves both against the Prefect server named by ``PREFECT_API_URL`` (start one
-with ``prefect server start``). Parameters are typed (``PipelineConfig``), so the Prefect UI shows a
+with ``prefect server start``); ``lmloop deploy --pool NAME`` registers them in a process work pool
+instead, for ``prefect worker start --pool NAME`` on any number of machines. Parameters are typed (``PipelineConfig``), so the Prefect UI shows a
 form for manual runs; ``prefect deployment run continual/continual`` triggers a cycle by hand.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -13,26 +17,58 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from flows.continual import continual_flow
 from flows.training import training_flow
 from lmloop.config import PipelineConfig
+from lmloop.settings import PROJECT_ROOT
+
+
+def _settings(config: PipelineConfig, cron: str | None) -> dict[str, dict[str, Any]]:
+    """Per deployment name: what both ways of deploying share."""
+    params = {"config": config.model_dump(mode="json")}
+    return {
+        "continual": {
+            "cron": cron or config.continual.cron,
+            "parameters": params,
+            # one cycle at a time: a scheduled run that finds one in progress is cancelled, not queued behind it
+            "concurrency_limit": ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+            "description": "Find new data, train from @champion with replay, gate, promote only a better model.",
+            "tags": ["lmloop"],
+        },
+        "training": {
+            "parameters": params,
+            "description": "Train from scratch on data.sources (set them in the form) and register.",
+            "tags": ["lmloop"],
+        },
+    }
+
+
+FLOWS = {
+    "continual": (continual_flow, "flows/continual.py:continual_flow"),
+    "training": (training_flow, "flows/training.py:training_flow"),
+}
 
 
 def deployments(config: PipelineConfig, cron: str | None = None) -> list:
-    params = {"config": config.model_dump(mode="json")}
-    continual = continual_flow.to_deployment(
-        name="continual",
-        cron=cron or config.continual.cron,
-        parameters=params,
-        # one cycle at a time: a scheduled run that finds one in progress is cancelled, not queued behind it
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
-        description="Find new data, train from @champion with replay, gate, promote only a better model.",
-        tags=["lmloop"],
-    )
-    training = training_flow.to_deployment(
-        name="training",
-        parameters=params,
-        description="Train from scratch on data.sources (set them in the form) and register.",
-        tags=["lmloop"],
-    )
-    return [continual, training]
+    return [FLOWS[name][0].to_deployment(name=name, **kw) for name, kw in _settings(config, cron).items()]
+
+
+def deploy_to_pool(config: PipelineConfig, pool: str, cron: str | None = None) -> list[str]:
+    """Register both deployments in the process work pool ``pool`` (created when missing); workers
+    started with ``prefect worker start --pool POOL`` run them from this checkout. Returns their ids."""
+    from prefect import flow as prefect_flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    ids = []
+    for name, kw in _settings(config, cron).items():
+        remote = prefect_flow.from_source(source=str(PROJECT_ROOT), entrypoint=FLOWS[name][1])
+        ids.append(
+            str(remote.deploy(name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, **kw))
+        )
+    return ids
 
 
 def serve_deployments(config: PipelineConfig, cron: str | None = None) -> None:

@@ -157,8 +157,12 @@ def deploy(
     config: ConfigOpt = "tiny",
     set_: SetOpt = None,
     cron: Annotated[str | None, typer.Option(help="Schedule of the continual cycle; default continual.cron.")] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="Register in this process work pool for `prefect worker start` instead.")
+    ] = None,
 ) -> None:
-    """Serve the deployments (continual on a schedule, training on demand) against PREFECT_API_URL."""
+    """Serve the deployments (continual on a schedule, training on demand) against PREFECT_API_URL,
+    or with --pool register them in a work pool and return."""
     import os
 
     cfg = _load(config, set_)
@@ -166,6 +170,13 @@ def deploy(
         console.print("[yellow]PREFECT_API_URL is not set: start `prefect server start` and point at it, e.g.[/yellow]")
         console.print("  export PREFECT_API_URL=http://127.0.0.1:4200/api")
         raise typer.Exit(2)
+    if pool:
+        from flows.deploy import deploy_to_pool
+
+        deploy_to_pool(cfg, pool, cron)
+        console.print(f"deployments continual/continual and training/training registered in work pool {pool!r}")
+        console.print(f"start workers (any machine with this checkout): prefect worker start --pool {pool}")
+        return
     from flows.deploy import serve_deployments
 
     console.print(f"serving deployments continual/continual (cron {cron or cfg.continual.cron}) and training/training")

@@ -1,9 +1,10 @@
 """Moving ``@champion``: promotion after the gate, and rollback — always under one lock.
 
-MLflow's alias update is last-writer-wins, so every move happens inside a database lock (an
-EXCLUSIVE sqlite transaction on ``LMLOOP_HOME/state/locks.db``, shared by every process using that
-home) and re-reads ``@champion`` inside the lock: a challenger judged against a champion that has
-since moved is not promoted. Every decision lands as tags on the version and a line in
+MLflow's alias update is last-writer-wins, so every move happens inside a database lock and
+re-reads ``@champion`` inside the lock: a challenger judged against a champion that has since moved
+is not promoted. The lock is an EXCLUSIVE sqlite transaction on ``LMLOOP_HOME/state/locks.db``
+(every process using that home), or, with ``LMLOOP_LOCK_URL=postgresql://...``, a PostgreSQL
+advisory lock shared by every machine of a team. Every decision lands as tags on the version and a line in
 ``state/gate_history.jsonl``.
 """
 
@@ -26,6 +27,11 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 @contextmanager
 def exclusive(name: str, timeout: float = 600.0) -> Iterator[None]:
     """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
+    url = os.environ.get("LMLOOP_LOCK_URL")
+    if url:
+        with _postgres_lock(url, name, timeout):
+            yield
+        return
     state_dir().mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(state_dir() / "locks.db", timeout=timeout, isolation_level=None)
     try:
@@ -38,6 +44,31 @@ def exclusive(name: str, timeout: float = 600.0) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
+    """A session-level advisory lock keyed by the name's hash; released on exit or if the holder dies."""
+    import hashlib
+
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise RuntimeError("LMLOOP_LOCK_URL is PostgreSQL: pip install 'lmloop[team]' (psycopg)") from exc
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
+            cur.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
     finally:
         conn.close()
 

@@ -22,7 +22,9 @@ def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+            log = getattr(process, "log_path", None)
+            tail = "".join(Path(log).read_text(errors="replace").splitlines(True)[-15:]) if log else ""
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered\n{tail}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -56,7 +58,9 @@ def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> s
     """A server in its own session (so :func:`stop` can reach its workers), output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:  # the child keeps its own handle
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    process.log_path = log  # type: ignore[attr-defined]  (for wait_http's error)
+    return process
 
 
 def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:

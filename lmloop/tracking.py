@@ -35,11 +35,14 @@ def client() -> MlflowClient:
 
 
 def ensure_experiment(name: str) -> str:
-    """The experiment's id, creating it with artifacts under ``mlruns/artifacts`` when new."""
+    """The experiment's id, creating it when new: with the embedded store, artifacts go under
+    ``mlruns/artifacts``; a tracking server decides for itself (``--serve-artifacts`` proxies them)."""
     c = client()
     found = c.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
+    if settings.tracking_uri().startswith(("http://", "https://", "databricks")):
+        return c.create_experiment(name)
     return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}")
 
 
