@@ -62,6 +62,8 @@ def _load(config: str, overrides: list[str] | None) -> Any:
 
 def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
     """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1."""
+    from mlflow.exceptions import MlflowException
+
     from lmloop.corpus import DataValidationError
 
     try:
@@ -70,6 +72,13 @@ def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
         console.print(f"[red]data rejected[/red] — {exc}")
         if as_json:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
+        raise typer.Exit(1) from exc
+    except MlflowException as exc:  # the tracking server is down or refused (after bounded retries)
+        message = f"MLflow at {settings.tracking_uri()} failed: {exc.message[:2000]}"
+        console.print(f"[red]failed:[/red] {message}")
+        console.print("Nothing was promoted; re-run the same command to resume once MLflow is back.")
+        if as_json:
+            _emit_json({"status": "failed", "error": message, "model_version": None})
         raise typer.Exit(1) from exc
     except (ValueError, RuntimeError, OSError) as exc:  # SourceError, ReadError, a failed stage
         console.print(f"[red]failed:[/red] {exc}")

@@ -25,6 +25,13 @@ _ENV_DEFAULTS = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    # a tracking server that is down fails a call in seconds (3 retries, 1-2-4 s backoff), not minutes;
+    # the Prefect task retries on top are the second, bounded layer
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    # results Prefect persists (task caching, retries) are JSON, never pickle
+    "PREFECT_RESULTS_DEFAULT_SERIALIZER": "json",
 }
 
 

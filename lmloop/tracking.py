@@ -7,6 +7,7 @@ Every call names its run explicitly (``run_id``) instead of relying on MLflow's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -173,13 +174,21 @@ def register_transformers_model(
     input_example: str,
     task: str = "text-generation",
 ) -> str:
-    """Log the model (transformers flavor, with tokenizer) to the run and register it. Returns the version."""
+    """Log the model (transformers flavor, with tokenizer) to the run, then register it. Returns the version.
+
+    Registration is one ``create_model_version`` call carrying every tag and the description, so a
+    version is either complete or absent (never half-registered), and it is idempotent: a retry after
+    a lost response finds the version its first attempt created (tag ``lmloop.registration_key``)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    key = hashlib.sha256(json.dumps([run_id, str(model_dir), name, task]).encode()).hexdigest()[:16]
+    existing = _registered_with_key(name, run_id, key)
+    if existing is not None:
+        return existing
     auto = AutoModelForSequenceClassification if task == "text-classification" else AutoModelForCausalLM
     model = auto.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    client()
+    c = client()
     signature = None
     if task == "text-generation":  # generation settings a caller may pass per request (``params``)
         from mlflow.models import infer_signature
@@ -192,16 +201,33 @@ def register_transformers_model(
             name="model",
             task=task,
             signature=signature,
-            registered_model_name=name,
             input_example=input_example,
             pip_requirements=pip_requirements(),
         )
-    version = str(info.registered_model_version)
-    c = client()
-    for key, value in {"git_commit": git_commit(), **tags}.items():
-        c.set_model_version_tag(name, version, key, str(value))
-    c.update_model_version(name, version, description=description)
-    return version
+    try:
+        c.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    all_tags = {"git_commit": git_commit(), **tags, "lmloop.registration_key": key}
+    version = c.create_model_version(
+        name,
+        source=f"models:/{info.model_id}",
+        run_id=run_id,
+        tags={k: str(v) for k, v in all_tags.items()},
+        description=description,
+        model_id=info.model_id,
+    )
+    return str(version.version)
+
+
+def _registered_with_key(name: str, run_id: str, key: str) -> str | None:
+    try:
+        versions = client().search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except MlflowException:
+        return None
+    found = [v for v in versions if v.tags.get("lmloop.registration_key") == key]
+    return str(found[0].version) if found else None
 
 
 def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
