@@ -4,8 +4,8 @@ A checkpoint is written to ``step-N.tmp``, every file flushed and fsynced, a ``C
 marker recording each file's sha256 written last, then the folder is renamed to ``step-N`` and
 the parent directory fsynced. Loading picks the newest checkpoint whose marker exists and whose
 files still match their hashes, so a kill mid-write or a flipped byte falls back to the previous
-good one. Nothing is pickled: weights and RNG tensors are safetensors, optimizer and scheduler
-state go through ``torch.save`` and come back only with ``torch.load(weights_only=True)``.
+good one. Nothing is pickled: every tensor (weights, optimizer moments, RNG) is safetensors, the
+rest (optimizer hyper-parameters, scheduler, data position) JSON.
 """
 
 from __future__ import annotations
@@ -83,8 +83,10 @@ def save_checkpoint(
     tmp.mkdir(parents=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(_untie(weights), str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    optimizer_tensors, optimizer_plain = _split_optimizer(optimizer.state_dict())
+    save_file(optimizer_tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(optimizer_plain))
+    (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
     rng_tensors, rng_plain = _rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state.__dict__, "rng": rng_plain}))
@@ -99,6 +101,28 @@ def save_checkpoint(
     for old in complete_checkpoints(root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer state dict as tensors (``state.<param>.<name>``) plus JSON (everything else)."""
+    tensors, plain_state = {}, {}
+    for param, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{param}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain_state.setdefault(str(param), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "plain_state": plain_state}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        _, param, name = key.split(".", 2)
+        state.setdefault(int(param), {})[name] = tensor
+    for param, values in plain["plain_state"].items():
+        state.setdefault(int(param), {}).update(values)
+    return {"state": state, "param_groups": plain["param_groups"]}
 
 
 def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,8 +167,9 @@ def load_checkpoint(
 ) -> TrainState:
     weights = load_file(str(checkpoint / "model.safetensors"))
     model.load_state_dict(weights)
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+    plain = json.loads((checkpoint / "optimizer.json").read_text())
+    optimizer.load_state_dict(_join_optimizer(load_file(str(checkpoint / "optimizer.safetensors")), plain))
+    scheduler.load_state_dict(json.loads((checkpoint / "scheduler.json").read_text()))
     raw = json.loads((checkpoint / "state.json").read_text())
     _set_rng_state(load_file(str(checkpoint / "rng.safetensors")), raw.pop("rng"))
     return TrainState(**raw)
