@@ -26,7 +26,7 @@ def _cycle_config(config: PipelineConfig) -> PipelineConfig:
     return config.model_copy(update={"data": data})
 
 
-@flow(name="continual", log_prints=True)
+@flow(name="continual", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
 def continual_flow(
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
     incoming: str | None = None,

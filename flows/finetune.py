@@ -16,7 +16,7 @@ from tasks.tokenize import tokenize_and_pack
 from tasks.tracking import tracked_run
 
 
-@flow(name="finetune", log_prints=True)
+@flow(name="finetune", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
 def finetune_flow(
     task: Literal["lm", "classification"] = "lm",
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)

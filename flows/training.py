@@ -16,7 +16,7 @@ from tasks.tracking import tracked_run
 from tasks.train import pretrain_model
 
 
-@flow(name="training", log_prints=True)
+@flow(name="training", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
 def training_flow(
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     data: list[str] | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from lmloop.settings import PROJECT_ROOT, lmloop_home
 
@@ -41,6 +41,12 @@ class DataConfig(_Frozen):
     )
     frozen_eval: list[str] = Field(
         default_factory=list, description="Frozen evaluation files: their documents are removed from training data."
+    )
+    storage_options: dict[str, dict[str, SecretStr]] = Field(
+        default_factory=dict,
+        description="fsspec options per protocol for remote sources, e.g. {s3: {key: ..., secret: ...}}. "
+        "Secrets: never logged or stored (shown as **********), so deployments take them from the worker's "
+        "environment instead (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...).",
     )
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of documents for validation.")
     test_fraction: float = Field(0.10, gt=0.0, lt=0.5, description="Share of documents for test.")

@@ -172,8 +172,17 @@ def process_file(source: SourceFile, data: DataConfig, validation: ValidationCon
     return report
 
 
+def apply_storage_options(data: DataConfig) -> None:
+    """Hand ``data.storage_options`` (credentials) to fsspec as per-protocol defaults, in this process only."""
+    import fsspec.config
+
+    for protocol, options in data.storage_options.items():
+        fsspec.config.conf.setdefault(protocol, {}).update({k: v.get_secret_value() for k, v in options.items()})
+
+
 def ingest_files(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
     """A report per raw file; files refused for path safety are reported as rejected, unread."""
+    apply_storage_options(data)
     files, refused = discover(sources, data.roots)
     reports = [FileReport(uri=r.uri, status="rejected", reasons=[r.reason]) for r in refused]
     return reports + [process_file(f, data, validation, cache) for f in files]

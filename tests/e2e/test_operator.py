@@ -36,6 +36,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _non_loopback_ip() -> str | None:
+    """This machine's address on its network (no packet is sent), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        ip = s.getsockname()[0]
+    return None if ip.startswith("127.") else ip
+
+
 def test_status_shows_aliases_metrics_and_runs(trained: dict, tiny_config: PipelineConfig) -> None:
     out = last_json(lmloop("status", "--json"))
     assert out["model_name"] == tiny_config.registry.model_name
@@ -96,6 +107,11 @@ def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: d
         model = json.loads(urllib.request.urlopen(api, timeout=10).read())["registered_model"]
         assert {"alias": "champion", "version": trained["model_version"]} in model["aliases"]
         assert urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10).status == 200
+        lan = _non_loopback_ip()
+        for port in (mlflow_port, prefect_port) if lan else ():
+            with socket.socket() as s:
+                s.settimeout(2)
+                assert s.connect_ex((lan, port)) != 0, f"port {port} answers on {lan}: not loopback-only"
     finally:
         os.killpg(ui.pid, signal.SIGINT)
         code = ui.wait(60)
