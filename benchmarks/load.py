@@ -96,7 +96,7 @@ def _training_spans(home: Path) -> list[tuple[float, float]]:
     """When each continual cycle's MLflow run (where its training happens) started and ended."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("lmloop")
     runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'continual'")
     return [(r.info.start_time, r.info.end_time or float("inf")) for r in runs]

@@ -63,12 +63,13 @@ def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> s
     return process
 
 
-def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM the child's whole process group (servers fork workers), SIGKILL if it lingers."""
+def stop(process: subprocess.Popen, timeout: float = 20.0, crash: bool = False) -> None:
+    """SIGTERM the child's whole process group (servers fork workers), SIGKILL if it lingers;
+    ``crash``: SIGKILL at once, as a machine or OOM-killer would."""
     if process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
         process.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)

@@ -64,6 +64,27 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):
+    """One real Prefect server for the tests that run ``lmloop`` as a subprocess: each CLI call would
+    otherwise start (and stop) its own temporary server, ~8 s apiece."""
+    import socket
+
+    from lmloop.servers import prefect_server_command, start, stop, wait_http
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path_factory.mktemp("prefect-server")
+    env = {**os.environ, "PREFECT_HOME": str(root), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    server = start(prefect_server_command("127.0.0.1", port), root / "server.log", env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", 120, server)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="session")
 def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
     """One real training flow run, shared: later flows (fine-tuning, continual) start from its champion."""
     from flows.training import training_flow

@@ -15,9 +15,17 @@ pytestmark = pytest.mark.slow
 LMLOOP = [sys.executable, "-m", "lmloop"]
 
 
+SHARED: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _shared_prefect_server(prefect_api: str) -> None:
+    SHARED["PREFECT_API_URL"] = prefect_api
+
+
 def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LMLOOP_HOME": str(home)}
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+    env = {**os.environ, "LMLOOP_HOME": str(home), **SHARED}
+    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     return subprocess.run([*LMLOOP, *args], env=env, capture_output=True, text=True, timeout=600)
 

@@ -11,14 +11,29 @@ pytestmark = pytest.mark.slow
 
 
 def _versions(trained: dict, n: int) -> list[str]:
-    """Register ``n`` more versions of the trained model (no alias moves)."""
+    """Register ``n`` more versions of the trained model (no alias moves), each from its own copy:
+    registering the same folder from the same run again is idempotent and returns the same version."""
+    import shutil
+    import tempfile
     from pathlib import Path
 
     model_dir = Path(trained["work_dir"]) / "model"
+    copies = [shutil.copytree(model_dir, Path(tempfile.mkdtemp()) / "model") for _ in range(n)]
     return [
-        tracking.register_transformers_model(trained["run_id"], model_dir, "promo-test", {}, "test", "Once upon")
-        for _ in range(n)
+        tracking.register_transformers_model(trained["run_id"], copy, "promo-test", {}, "test", "Once upon")
+        for copy in copies
     ]
+
+
+def test_registering_the_same_model_twice_is_idempotent(trained: dict) -> None:
+    from pathlib import Path
+
+    model_dir = Path(trained["work_dir"]) / "model"
+    first = tracking.register_transformers_model(trained["run_id"], model_dir, "idem-test", {"a": 1}, "d", "Once")
+    again = tracking.register_transformers_model(trained["run_id"], model_dir, "idem-test", {"a": 1}, "d", "Once")
+    assert first == again
+    (version,) = tracking.client().search_model_versions("name='idem-test'")
+    assert version.tags["a"] == "1" and version.description == "d" and "lmloop.registration_key" in version.tags
 
 
 def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once(trained: dict) -> None:

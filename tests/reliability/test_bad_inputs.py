@@ -22,7 +22,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def test_bad_inputs_beside_good_data_nothing_lost(tmp_path: Path) -> None:
+def test_bad_inputs_beside_good_data_nothing_lost(tmp_path: Path, prefect_api: str) -> None:
     data, outside, home = tmp_path / "incoming", tmp_path / "outside", tmp_path / "home"
     frozen = write_bad_inputs(data, outside)
     write_corpus(data, seed=3, docs=600, files=2)  # part-000.jsonl, part-001.jsonl (+ _meta/)
@@ -30,8 +30,8 @@ def test_bad_inputs_beside_good_data_nothing_lost(tmp_path: Path) -> None:
     before, before_outside = _digests(data), _digests(outside)
 
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
-    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
-        env.pop(key, None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     sets = [*TINY_OVERRIDES, "registry.model_name=mixed", f"data.frozen_eval=[{frozen}]"]
     sets += ["validation.max_failed_file_share=0.9"]  # 11 of 13 files are bad: train on the rest
     command = [sys.executable, "-m", "lmloop", "run", "--data", str(data), *[a for s in sets for a in ("--set", s)]]

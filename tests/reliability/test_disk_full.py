@@ -27,15 +27,15 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
     return None if proc.returncode == 0 else f"mount -t tmpfs failed: {proc.stderr.decode().strip()}"
 
 
-def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path) -> None:
+def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path, prefect_api: str) -> None:
     home = tmp_path / "home"
     artifacts = home / "mlruns" / "artifacts"
     why = _mount_tmpfs(artifacts, "3m")
     if why:
         pytest.skip(f"disk-full check skipped: {why}")
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
-    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
-        env.pop(key, None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     # a 256-wide model: ~7 MB of weights, more than the artifact store holds
     sets = [*TINY_OVERRIDES, "model.n_embd=256", "model.n_head=4", "train.max_steps=20", f"registry.model_name={NAME}"]
     command = [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), "--run-name", "full"]
@@ -46,7 +46,9 @@ def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path) -> None
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["status"] == "failed" and "No space left on device" in out["error"], out
 
-        client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+        client = MlflowClient(
+            f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+        )
         assert client.search_model_versions(f"name='{NAME}'") == [], "nothing registered"
         (run,) = client.search_runs([client.get_experiment_by_name("lmloop").experiment_id])
         assert run.info.status == "FAILED"

@@ -35,9 +35,17 @@ def _command(corpus: Path) -> list[str]:
     return [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), "--run-name", "kill-test", *sets, "--json"]
 
 
+SHARED: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _shared_prefect_server(prefect_api: str) -> None:
+    SHARED["PREFECT_API_URL"] = prefect_api
+
+
 def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "LMLOOP_HOME": str(home)}
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+    env = {**os.environ, "LMLOOP_HOME": str(home), **SHARED}
+    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     return env
 
@@ -65,7 +73,7 @@ def test_kill_9_mid_training_then_rerun_resumes_into_the_same_run(corpus: Path, 
     while _newest_checkpoint_step(home) < target and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the flow and Prefect's temporary server with it
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole flow process
     proc.wait()
     killed_at = _newest_checkpoint_step(home)
     assert 0 < killed_at < 240
@@ -73,7 +81,7 @@ def test_kill_9_mid_training_then_rerun_resumes_into_the_same_run(corpus: Path, 
     resumed = _run(corpus, home)
     assert resumed["metrics"]["train_final_loss"] == pytest.approx(reference["metrics"]["train_final_loss"], rel=0.01)
 
-    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("lmloop").experiment_id])
     assert [r.info.run_id for r in runs] == [resumed["run_id"]], "one MLflow run, resumed"
     steps = [m.step for m in client.get_metric_history(resumed["run_id"], "train_loss")]

@@ -96,7 +96,8 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
     from mlflow import MlflowClient
 
     run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
-    params = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}").get_run(run_id).data.params
+    store = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    params = MlflowClient(store, store).get_run(run_id).data.params
     assert "**********" in params["data.storage_options"]
 
 

@@ -207,3 +207,27 @@ def test_a_worker_runs_the_continual_deployment_and_promotes(team: dict) -> None
     assert status["aliases"]["previous_champion"]["version"] == "1"
     rows = _pg("SELECT alias, version FROM registered_model_aliases", team["dbs"]["mlflow"])
     assert ("champion", 2) in rows
+
+
+def test_the_promotion_lock_is_exclusive_across_processes(team: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two holders of the PostgreSQL advisory lock never overlap (threads here, other machines in a team)."""
+    import threading
+
+    from lmloop.promotion import exclusive
+
+    monkeypatch.setenv("LMLOOP_LOCK_URL", team["LMLOOP_LOCK_URL"])
+    spans: list[tuple[float, float]] = []
+
+    def hold() -> None:
+        with exclusive(f"champion:{NAME}"):
+            start_ = time.monotonic()
+            time.sleep(0.5)
+            spans.append((start_, time.monotonic()))
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 3 and all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
