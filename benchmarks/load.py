@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmloop.servers import prefect_server_command, start, stop, wait_http  # noqa: E402
+from lmloop.servers import free_port, prefect_server_command, start, stop, wait_http  # noqa: E402
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SMALL = [
@@ -50,12 +49,6 @@ SMALL = [
     "continual.bootstrap_samples=300",
     "eval.samples=0",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _lmloop(args: list[str], env: dict[str, str], timeout: int = 900) -> dict[str, Any]:
@@ -122,7 +115,7 @@ def _alias_history_consistent(home: Path, first_champion: str, final: dict[str, 
 
 def run_load(workdir: Path, triggers: int, docs: int, timeout: float = 900) -> dict[str, Any]:
     home, corpus, landing = workdir / "home", workdir / "corpus", workdir / "home" / "landing"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(workdir / "prefect")}
     env |= {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)

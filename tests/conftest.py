@@ -67,13 +67,9 @@ def prefect_harness():
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """One real Prefect server for the tests that run ``lmloop`` as a subprocess: each CLI call would
     otherwise start (and stop) its own temporary server, ~8 s apiece."""
-    import socket
+    from lmloop.servers import free_port, prefect_server_command, start, stop, wait_http
 
-    from lmloop.servers import prefect_server_command, start, stop, wait_http
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     root = tmp_path_factory.mktemp("prefect-server")
     env = {**os.environ, "PREFECT_HOME": str(root), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server = start(prefect_server_command("127.0.0.1", port), root / "server.log", env)

@@ -5,14 +5,13 @@ says why."""
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from lmloop import settings
-from lmloop.servers import mlflow_ui_command, start, stop, wait_http
+from lmloop.servers import free_port, mlflow_ui_command, start, stop, wait_http
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = settings.PROJECT_ROOT / "test-artifacts"
@@ -47,9 +46,7 @@ def test_mlflow_ui_model_page_shows_the_champion_alias(trained: dict, tmp_path: 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = start(mlflow_ui_command("127.0.0.1", port), tmp_path / "mlflow-ui.log")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")

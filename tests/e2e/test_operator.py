@@ -14,6 +14,7 @@ import pytest
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
+from lmloop.servers import free_port
 
 pytestmark = pytest.mark.slow
 LMLOOP = [sys.executable, "-m", "lmloop"]
@@ -28,12 +29,6 @@ def lmloop(*args: str, env: dict[str, str] | None = None, timeout: int = 300) ->
 def last_json(proc: subprocess.CompletedProcess) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _non_loopback_ip() -> str | None:

@@ -3,7 +3,6 @@ real HTTP request with generated text."""
 
 import json
 import os
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -11,15 +10,13 @@ from pathlib import Path
 import pytest
 
 from lmloop import settings
-from lmloop.servers import start, stop, wait_http
+from lmloop.servers import free_port, start, stop, wait_http
 
 pytestmark = pytest.mark.slow
 
 
 def test_mlflow_models_serve_answers_with_generated_text(trained: dict, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri(), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     uri = f"models:/{trained['model_name']}@champion"

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from lmloop.servers import start, stop, wait_http
+from lmloop.servers import free_port, start, stop, wait_http
 from tests.conftest import TINY_OVERRIDES
-from tests.e2e.test_operator import free_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
