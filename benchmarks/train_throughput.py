@@ -1,11 +1,13 @@
 """Training throughput, one process: a bare PyTorch loop vs HF Trainer (run_clm-like defaults) vs
 lmloop's training task inside its Prefect flow with MLflow tracking on.
 
-    python benchmarks/train_throughput.py [--config tiny] [--steps 150] [--set k=v ...] [--json]
+    python benchmarks/train_throughput.py [--config tiny] [--steps 150] [--rounds 3] [--set k=v ...] [--json]
 
 All three train the same model (same config and seed) on the same packed blocks, for the same
 number of steps and batch size. Tokens/s is the steady state: the first ``log_every`` steps (warm-up,
-allocator, torch.compile) are excluded in all three. Orchestration overhead is the flow run's
+allocator, torch.compile) are excluded in all three. A shared or throttled machine drifts by 10-15%
+over minutes, so the three run in rounds, interleaved in a rotating order, and each figure is the
+median over the rounds (``rounds`` in the JSON keeps every measurement). Orchestration overhead is the flow run's
 wall time minus the sum of its task runs' times, as Prefect recorded them; tracking overhead is the
 time spent inside MLflow logging calls during training.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -123,7 +126,10 @@ def lmloop_flow(cfg: PipelineConfig, corpus: Path, warmup: int) -> dict[str, flo
         logging_time[0] += time.perf_counter() - start
 
     tracking.log_metrics = timed_log
-    state = training_flow(config=cfg, data=[str(corpus)], return_state=True)
+    try:
+        state = training_flow(config=cfg, data=[str(corpus)], return_state=True)
+    finally:
+        tracking.log_metrics = original
     result = state.result()
     history = tracking.client().get_metric_history(result["run_id"], "tokens_per_second")
     steady = [m.value for m in sorted(history, key=lambda m: m.step) if m.step > warmup]
@@ -149,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurements per method; medians reported")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -156,28 +163,37 @@ def main() -> None:
     warmup = cfg.train.log_every
     corpus = Path(os.environ["LMLOOP_HOME"]) / "corpus"
     write_corpus(corpus, seed=0)
-    flow = lmloop_flow(cfg, corpus, warmup)
-    work = next((Path(os.environ["LMLOOP_HOME"]) / "work").glob("*/blocks"))
-    blocks = load_from_disk(str(work / "train"))
-    tokenizer_dir = str(work.parent / "tokenizer")
-    bare = bare_loop(cfg, blocks, tokenizer_dir, warmup)
-    trainer = hf_trainer(cfg, blocks, tokenizer_dir, warmup)
+    rounds: dict[str, list] = {"bare_loop": [], "hf_trainer_defaults": [], "lmloop_flow": []}
+    flows: list[dict[str, float]] = []
+    blocks = tokenizer_dir = None
+    for r in range(args.rounds):
+        order = ["lmloop_flow", "bare_loop", "hf_trainer_defaults"]
+        for method in order[r % 3 :] + order[: r % 3]:
+            if method == "lmloop_flow":
+                flows.append(lmloop_flow(cfg, corpus, warmup))
+                rounds[method].append(flows[-1]["tokens_per_second"])
+                if blocks is None:  # the flow's own packed blocks feed the other two
+                    work = next((Path(os.environ["LMLOOP_HOME"]) / "work").glob("*/blocks"))
+                    blocks, tokenizer_dir = load_from_disk(str(work / "train")), str(work.parent / "tokenizer")
+            elif method == "bare_loop":
+                rounds[method].append(bare_loop(cfg, blocks, tokenizer_dir, warmup))
+            else:
+                rounds[method].append(hf_trainer(cfg, blocks, tokenizer_dir, warmup))
+    speed = {method: statistics.median(values) for method, values in rounds.items()}
+    flow = {key: statistics.median(f[key] for f in flows) for key in flows[0]}
     figures = {
         "config": args.config,
         "steps": cfg.train.max_steps,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "tokens_per_second": {
-            "bare_loop": bare,
-            "hf_trainer_defaults": trainer,
-            "lmloop_flow": flow["tokens_per_second"],
-        },
+        "tokens_per_second": speed,
         "ratios": {
-            "lmloop_vs_bare_loop": flow["tokens_per_second"] / bare,
-            "lmloop_vs_trainer_defaults": flow["tokens_per_second"] / trainer,
+            "lmloop_vs_bare_loop": speed["lmloop_flow"] / speed["bare_loop"],
+            "lmloop_vs_trainer_defaults": speed["lmloop_flow"] / speed["hf_trainer_defaults"],
         },
         "flow_seconds": flow["flow_seconds"],
         "orchestration_overhead_share": flow["orchestration_overhead"],
         "tracking_overhead_share": flow["tracking_overhead"],
+        "rounds": rounds,
     }
     for key, value in figures.items():
         print(f"{key:>30}: {value}")
