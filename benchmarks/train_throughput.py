@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     cfg = load_config(args.config, [f"train.max_steps={args.steps}", "eval.samples=0", *args.overrides])
     warmup = cfg.train.log_every
     corpus = Path(os.environ["LMLOOP_HOME"]) / "corpus"
@@ -166,8 +168,8 @@ def main() -> None:
     rounds: dict[str, list] = {"bare_loop": [], "hf_trainer_defaults": [], "lmloop_flow": []}
     flows: list[dict[str, float]] = []
     blocks = tokenizer_dir = None
+    order = ["lmloop_flow", "bare_loop", "hf_trainer_defaults"]  # the flow first: it packs the blocks the others use
     for r in range(args.rounds):
-        order = ["lmloop_flow", "bare_loop", "hf_trainer_defaults"]
         for method in order[r % 3 :] + order[: r % 3]:
             if method == "lmloop_flow":
                 flows.append(lmloop_flow(cfg, corpus, warmup))
