@@ -173,7 +173,6 @@ def main() -> None:
         for method in order[r % 3 :] + order[: r % 3]:
             if method == "lmloop_flow":
                 flows.append(lmloop_flow(cfg, corpus, warmup))
-                rounds[method].append(flows[-1]["tokens_per_second"])
                 if blocks is None:  # the flow's own packed blocks feed the other two
                     work = next((Path(os.environ["LMLOOP_HOME"]) / "work").glob("*/blocks"))
                     blocks, tokenizer_dir = load_from_disk(str(work / "train")), str(work.parent / "tokenizer")
@@ -181,6 +180,7 @@ def main() -> None:
                 rounds[method].append(bare_loop(cfg, blocks, tokenizer_dir, warmup))
             else:
                 rounds[method].append(hf_trainer(cfg, blocks, tokenizer_dir, warmup))
+    rounds["lmloop_flow"] = [f["tokens_per_second"] for f in flows]
     speed = {method: statistics.median(values) for method, values in rounds.items()}
     flow = {key: statistics.median(f[key] for f in flows) for key in flows[0]}
     figures = {
