@@ -121,6 +121,32 @@ class TrainConfig(_Frozen):
         None, ge=1, description="Stop after this many evaluations without a better validation loss."
     )
     nproc: int = Field(1, ge=1, description="Data-parallel processes on this machine (launched with torchrun).")
+    micro_batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="Blocks per forward/backward. The rows per optimizer step stay batch_size x grad_accum; "
+        "auto: on CUDA the largest power-of-two share of them that fits the card (probed once, cached under "
+        "LMLOOP_HOME/cache), elsewhere batch_size.",
+    )
+    chunked_loss: bool = Field(
+        False,
+        description="LM head + cross-entropy in chunks with gradients in the forward pass (no full logits in "
+        "memory). Off by default: on an H200 it ran 5% slower than the compiled model's own loss.",
+    )
+    attention: Literal["auto", "cudnn", "flash", "efficient", "math"] = Field(
+        "auto",
+        description="Scaled-dot-product attention kernel tried first on CUDA (the others remain fallbacks); "
+        "auto: cuDNN's, the fastest on Hopper cards.",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for training; default: the machine's physical cores."
+    )
+
+    @model_validator(mode="after")
+    def _micro_batch_divides(self) -> TrainConfig:
+        rows = self.batch_size * self.grad_accum
+        if isinstance(self.micro_batch_size, int) and (self.micro_batch_size < 1 or rows % self.micro_batch_size):
+            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must divide batch_size x grad_accum ({rows})")
+        return self
 
 
 class EvalConfig(_Frozen):

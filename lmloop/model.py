@@ -1,8 +1,21 @@
-"""Causal LMs built from config with transformers (no hub): Llama- or GPT-2-style, SDPA attention."""
+"""Causal LMs built from config with transformers (no hub): Llama- or GPT-2-style, SDPA attention.
+
+The embedding table is padded to a multiple of 64 rows (50257 -> 50304 for GPT-2's vocabulary): matmuls
+whose sizes are multiples of 64 run on the tensor cores' fast path. The tokenizer keeps its own size;
+the padded rows are never a target, generation suppresses them, and evaluation scores only the
+tokenizer's ids.
+"""
 
 from __future__ import annotations
 
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+VOCAB_MULTIPLE = 64
+
+
+def padded_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    """``vocab_size`` rounded up to a multiple of ``multiple``."""
+    return -(-vocab_size // multiple) * multiple
 
 
 def build_causal_lm(
@@ -16,8 +29,10 @@ def build_causal_lm(
     intermediate_size: int | None = None,
     dropout: float = 0.0,
 ) -> PreTrainedModel:
-    """A freshly initialised causal LM. Flat arguments: configs don't leak into builders."""
-    common = {"vocab_size": vocab_size, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
+    """A freshly initialised causal LM for a tokenizer of ``vocab_size`` ids (embedding rows padded).
+    Flat arguments: configs don't leak into builders."""
+    rows = padded_vocab(vocab_size)
+    common = {"vocab_size": rows, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
     if architecture == "gpt2":
         config = GPT2Config(
             n_layer=n_layer,
@@ -31,18 +46,22 @@ def build_causal_lm(
             pad_token_id=eos_token_id,
             **common,
         )
-        return GPT2LMHeadModel(config)
-    config = LlamaConfig(
-        hidden_size=n_embd,
-        num_hidden_layers=n_layer,
-        num_attention_heads=n_head,
-        num_key_value_heads=n_head,
-        intermediate_size=intermediate_size or 256 * ((8 * n_embd // 3 + 255) // 256),
-        max_position_embeddings=block_size,
-        attention_dropout=dropout,
-        tie_word_embeddings=True,
-        pad_token_id=eos_token_id,
-        **common,
-    )
-    config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
+        model: PreTrainedModel = GPT2LMHeadModel(config)
+    else:
+        config = LlamaConfig(
+            hidden_size=n_embd,
+            num_hidden_layers=n_layer,
+            num_attention_heads=n_head,
+            num_key_value_heads=n_head,
+            intermediate_size=intermediate_size or 256 * ((8 * n_embd // 3 + 255) // 256),
+            max_position_embeddings=block_size,
+            attention_dropout=dropout,
+            tie_word_embeddings=True,
+            pad_token_id=eos_token_id,
+            **common,
+        )
+        config._attn_implementation = "sdpa"
+        model = LlamaForCausalLM(config)
+    if rows > vocab_size:  # the padding rows exist for speed only: never generated
+        model.generation_config.suppress_tokens = list(range(vocab_size, rows))
+    return model

@@ -17,19 +17,24 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from datasets import Dataset
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from lmloop.checkpoint import TrainState, latest_valid, load_checkpoint, save_checkpoint
 from lmloop.config import TrainConfig
-from lmloop.flops import flops_per_token, peak_flops
+from lmloop.flops import Utilisation
+from lmloop.fused_loss import CausalLMLoss
+from lmloop.hardware import attention_kernels, plan_micro_batch, probe_micro_batch, set_threads
 from lmloop.progress import progress
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -46,7 +51,11 @@ class TrainResult:
     resumed_from: int
     stopped_early: bool
     best_val_loss: float | None
-    mfu: float
+    mfu_measured_peak: float
+    mfu_datasheet: float | None
+    micro_batch_size: int
+    grad_accum: int
+    threads: int
 
 
 class EpochSampler(Sampler[int]):
@@ -93,15 +102,30 @@ def is_main_process() -> bool:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """Device placement and DDP from Accelerate; accumulation and bf16 autocast are the loop's own (one
+    clip/step/zero_grad per optimizer step, and no fp32 copy of the logits on every forward)."""
     use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
     if cfg.device == "cuda" and not use_cuda:
         raise RuntimeError("train.device=cuda but no CUDA device is available")
     if use_cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Accelerator(
-        cpu=not use_cuda, mixed_precision="bf16" if use_cuda else "no", gradient_accumulation_steps=cfg.grad_accum
-    )
+    return Accelerator(cpu=not use_cuda, dataloader_config=DataLoaderConfiguration(non_blocking=use_cuda))
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; fp32 elsewhere (bf16 is ~300x slower on CPUs without AVX-512)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def as_torch(blocks: Any, columns: list[str]) -> Any:
+    """A ``datasets.Dataset`` as torch tensors; any other map-style dataset of dicts as it is."""
+    return blocks.with_format("torch", columns=columns) if hasattr(blocks, "with_format") else blocks
+
+
+def columns_of(blocks: Any) -> list[str]:
+    names = blocks.column_names if hasattr(blocks, "column_names") else list(blocks[0])
+    return [c for c in ("input_ids", "attention_mask", "labels") if c in names]
 
 
 def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -114,20 +138,17 @@ def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=True)
 
 
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A packed LM batch carries only ``input_ids`` (labels = inputs); a classification batch brings its own."""
-    return {"labels": batch["input_ids"], **batch}
-
-
 @torch.inference_mode()
 def validation_loss(model: torch.nn.Module, loader: DataLoader, batches: int, accelerator: Accelerator) -> float:
+    """Mean loss of the first ``batches`` validation batches; ``model`` returns the loss of a batch."""
     model.eval()
     total = torch.zeros((), device=accelerator.device)
     n = 0
     for i, batch in enumerate(loader):
         if i >= batches:
             break
-        total += model(**model_inputs(batch)).loss
+        with autocast(accelerator.device):
+            total += model(**batch)
         n += 1
     model.train()
     return (accelerator.reduce(total, "mean") / max(n, 1)).item()
@@ -145,38 +166,65 @@ class Trainer:
         val_blocks: Dataset | None = None,
         log: LogFn | None = None,
     ) -> None:
-        if len(train_blocks) < cfg.batch_size:
-            raise ValueError(f"only {len(train_blocks)} packed blocks for batch_size {cfg.batch_size}: add data")
         set_seed(cfg.seed)
         self.cfg, self.log, self.checkpoint_dir = cfg, log, checkpoint_dir
-        self.accelerator = make_accelerator(cfg)
+        self.accelerator = acc = make_accelerator(cfg)
+        cuda = acc.device.type == "cuda"
+        self.threads = torch.get_num_threads() if cuda else set_threads(cfg)
         self.block = len(train_blocks[0]["input_ids"])
-        self.flops_per_token = flops_per_token(model, self.block)
+        self.utilisation = Utilisation(model, self.block, acc.device)
+        self.kernels = lambda: attention_kernels(cfg.attention, acc.device)
+        loss_module = CausalLMLoss(model, cfg.chunked_loss, torch.bfloat16 if cuda else None).to(acc.device)
+        # one process: compile first, so the probe measures the very graph that then trains (no recompile)
+        early = cfg.compile and acc.num_processes == 1 and not loss_module.chunked
+        runner = torch.compile(loss_module, dynamic=False) if early else loss_module
+        columns = columns_of(train_blocks)
+        probe_fits = cuda and columns == ["input_ids"]  # packed LM blocks: random ids stand in for them
+        self.micro, self.accum = plan_micro_batch(cfg, lambda rows: self._probe(runner, loss_module, rows), probe_fits)
+        set_seed(cfg.seed)  # the probe drew random numbers: training starts from the seed's state either way
+        if len(train_blocks) < self.micro:
+            raise ValueError(f"only {len(train_blocks)} packed blocks for a micro-batch of {self.micro}: add data")
         optimizer = make_optimizer(model, cfg)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=cfg.min_lr_ratio
         )
         self.sampler = EpochSampler(len(train_blocks), cfg.seed)
-        columns = [c for c in ("input_ids", "attention_mask", "labels") if c in train_blocks.column_names]
         loader = DataLoader(
-            train_blocks.with_format("torch", columns=columns),
-            batch_size=cfg.batch_size,
+            as_torch(train_blocks, columns),
+            batch_size=self.micro,
             sampler=self.sampler,
             drop_last=True,
+            pin_memory=cuda,
         )
+        if cfg.compile and loss_module.chunked:
+            model.base_model.compile()  # the chunked head + loss compiles per chunk (lmloop.fused_loss)
         self.raw_model = model
-        self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
-            model, optimizer, loader, scheduler
-        )
+        prepared, self.optimizer, self.loader, self.scheduler = acc.prepare(loss_module, optimizer, loader, scheduler)
         self.val_loader = None
         if val_blocks is not None and len(val_blocks) and cfg.eval_every:
-            val = DataLoader(val_blocks.with_format("torch", columns=columns), batch_size=cfg.batch_size)
-            self.val_loader = self.accelerator.prepare(val)
-        if cfg.compile:
-            self.model = torch.compile(self.model)
-        self.tokens_per_step = cfg.batch_size * cfg.grad_accum * self.block * self.accelerator.num_processes
+            val = DataLoader(as_torch(val_blocks, columns), batch_size=self.micro)
+            self.val_loader = acc.prepare(val)
+        if early and prepared is loss_module:
+            self.model = runner
+        else:
+            self.model = torch.compile(prepared) if cfg.compile and not loss_module.chunked else prepared
+        self.tokens_per_step = cfg.batch_size * cfg.grad_accum * self.block * acc.num_processes
         self.state = TrainState(step=0, epoch=0, batch_in_epoch=0, losses=[])
         self.resumed_from = self._resume()
+
+    def _probe(self, run: torch.nn.Module, module: CausalLMLoss, rows: int) -> int:
+        """The largest micro-batch that fits; the smallest of all ranks' answers under DDP."""
+        acc = self.accelerator
+        how = f"compiled={run is not module}|chunked={module.chunked}|attention={self.cfg.attention}"
+
+        def call(**batch: torch.Tensor) -> torch.Tensor:
+            with autocast(acc.device), self.kernels():
+                return run(**batch)
+
+        micro = probe_micro_batch(call, module, self.block, rows, how)
+        if acc.num_processes > 1:
+            micro = int(acc.gather(torch.tensor([micro], device=acc.device)).min())
+        return micro
 
     def _resume(self) -> int:
         checkpoint = latest_valid(self.checkpoint_dir) if self.checkpoint_dir else None
@@ -212,51 +260,63 @@ class Trainer:
             epoch, skip = epoch + 1, 0
             self.state = TrainState(self.state.step, epoch, 0, self.state.losses)
 
+    def _step(self, batches: Iterator[dict[str, torch.Tensor]], window_loss: torch.Tensor) -> torch.Tensor:
+        """One optimizer step over ``accum`` micro-batches: gradients all-reduced on the last one only,
+        then one clip, step and zero_grad. Nothing here waits for the GPU."""
+        acc = self.accelerator
+        for micro in range(self.accum):
+            batch = next(batches)
+            last = micro == self.accum - 1
+            with nullcontext() if last else acc.no_sync(self.model):
+                with autocast(acc.device), self.kernels():
+                    loss = self.model(**batch)
+                acc.backward(loss / self.accum)
+            window_loss += loss.detach()
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def _metrics(self, window_loss: torch.Tensor, steps: int, seconds: float, grad_norm: torch.Tensor, step: int):
+        """The numbers logged every ``log_every`` steps (the only place the loss is read back)."""
+        cfg, acc = self.cfg, self.accelerator
+        tokens_per_second = steps * self.tokens_per_step / seconds
+        metrics = {
+            "train_loss": (acc.reduce(window_loss, "mean") / (steps * self.accum)).item(),
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "tokens_per_second": tokens_per_second,
+            **self.utilisation(tokens_per_second),
+        }
+        if self.val_loader is not None and step % cfg.eval_every == 0:
+            metrics["val_loss"] = validation_loss(self.model, self.val_loader, cfg.eval_batches, acc)
+        return metrics
+
     def run(self) -> TrainResult:
         cfg, acc = self.cfg, self.accelerator
         window_loss = torch.zeros((), device=acc.device)
-        window_micro, grad_norm = 0, torch.zeros(())
+        window_steps, grad_norm = 0, torch.zeros(())
         best_val, bad_evals, stopped_early = math.inf, 0, False
-        peak = peak_flops(acc.device)
         start = window_start = time.perf_counter()
         self.model.train()
         batches = self._batches()
         bar = progress("train", cfg.max_steps, "steps", self.resumed_from) if acc.is_main_process else nullcontext()
         with _Stop() as stop, bar as advance:
             while self.state.step < cfg.max_steps:
-                batch = next(batches)
-                with acc.accumulate(self.model):
-                    loss = self.model(**model_inputs(batch)).loss
-                    acc.backward(loss)
-                    if acc.sync_gradients:
-                        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                window_loss += loss.detach()
-                window_micro += 1
-                if not acc.sync_gradients:
-                    continue
+                grad_norm = self._step(batches, window_loss)
+                window_steps += 1
                 step = self.state.step + 1
                 losses = self.state.losses
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    now = time.perf_counter()
-                    mean_loss = (acc.reduce(window_loss, "mean") / window_micro).item()
-                    tokens_per_second = window_micro / cfg.grad_accum * self.tokens_per_step / (now - window_start)
-                    losses = [*losses, mean_loss]
-                    metrics = {
-                        "train_loss": mean_loss,
-                        "learning_rate": self.scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
-                        "tokens_per_second": tokens_per_second,
-                        "mfu": self.flops_per_token * tokens_per_second / peak,
-                    }
-                    if self.val_loader is not None and step % cfg.eval_every == 0:
-                        metrics["val_loss"] = validation_loss(self.model, self.val_loader, cfg.eval_batches, acc)
+                    metrics = self._metrics(
+                        window_loss, window_steps, time.perf_counter() - window_start, grad_norm, step
+                    )
+                    losses = [*losses, metrics["train_loss"]]
                     if self.log is not None and acc.is_main_process:
                         self.log(metrics, step)
                     window_loss.zero_()
-                    window_micro, window_start = 0, time.perf_counter()
+                    window_steps, window_start = 0, time.perf_counter()
                     if "val_loss" in metrics and cfg.early_stopping_patience:
                         improved = metrics["val_loss"] < best_val
                         best_val, bad_evals = min(best_val, metrics["val_loss"]), 0 if improved else bad_evals + 1
@@ -270,9 +330,12 @@ class Trainer:
                     raise KeyboardInterrupt(f"SIGTERM: checkpoint saved at step {step}")
                 if stopped_early:
                     break
-        wall = time.perf_counter() - start
+        return self._result(time.perf_counter() - start, stopped_early, best_val)
+
+    def _result(self, wall: float, stopped_early: bool, best_val: float) -> TrainResult:
         steps_run = self.state.step - self.resumed_from
         tokens_per_second = steps_run * self.tokens_per_step / wall if wall > 0 else 0.0
+        mfu = self.utilisation(tokens_per_second)
         return TrainResult(
             steps=self.state.step,
             tokens=self.state.step * self.tokens_per_step,
@@ -280,11 +343,15 @@ class Trainer:
             tokens_per_second=tokens_per_second,
             first_loss=self.state.losses[0] if self.state.losses else math.nan,
             final_loss=self.state.losses[-1] if self.state.losses else math.nan,
-            device=acc.device.type,
+            device=self.accelerator.device.type,
             resumed_from=self.resumed_from,
             stopped_early=stopped_early,
             best_val_loss=None if math.isinf(best_val) else best_val,
-            mfu=self.flops_per_token * tokens_per_second / peak,
+            mfu_measured_peak=mfu["mfu_measured_peak"],
+            mfu_datasheet=mfu.get("mfu_datasheet"),
+            micro_batch_size=self.micro,
+            grad_accum=self.accum,
+            threads=self.threads,
         )
 
 

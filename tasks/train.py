@@ -45,7 +45,9 @@ def pretrain_model(
     with tracking.system_metrics(run_id):
         log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
         out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log, run_id)
-    summary = {k: out[k] for k in ("tokens_per_second", "parameters", "tokens", "mfu", "resumed_from")}
+    keys = ("tokens_per_second", "parameters", "tokens", "mfu_measured_peak", "mfu_datasheet", "resumed_from")
+    keys += ("micro_batch_size", "grad_accum", "threads")
+    summary = {k: out[k] for k in keys if out[k] is not None}
     tracking.log_metrics(run_id, {f"train_{k}": v for k, v in summary.items()})
     log_training_curves(run_id, work, "Pretraining")
     return out

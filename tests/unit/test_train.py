@@ -37,7 +37,7 @@ def test_loss_falls_and_checkpoints_are_kept_and_verified(blocks: Dataset, tmp_p
     result = train_causal_lm(_model(), blocks, CFG, lambda m, s: logged.append((s, m)), tmp_path / "ckpt")
     assert [s for s, _ in logged] == [5, 10, 15, 20, 25, 30]
     assert result.final_loss < result.first_loss * 0.7
-    assert {"train_loss", "learning_rate", "grad_norm", "tokens_per_second", "mfu"} <= set(logged[0][1])
+    assert {"train_loss", "learning_rate", "grad_norm", "tokens_per_second", "mfu_measured_peak"} <= set(logged[0][1])
     kept = complete_checkpoints(tmp_path / "ckpt")
     assert [p.name for p in kept] == ["step-00000020", "step-00000030"], "keep the last K"
     assert all(verify(p) for p in kept)

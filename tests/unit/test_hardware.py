@@ -1,0 +1,115 @@
+"""Shapes and numbers that suit the hardware: padded vocabulary, the chunked LM head + loss, micro-batches
+that split a step without changing it, honest MFU, CPU threads; and the GPU benchmark's CPU smoke run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+
+from lmloop import flops
+from lmloop.config import TrainConfig
+from lmloop.fused_loss import CausalLMLoss, linear_cross_entropy, shifted_targets
+from lmloop.hardware import candidates, plan_micro_batch
+from lmloop.model import build_causal_lm, padded_vocab
+from lmloop.train import train_causal_lm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_vocabulary_is_padded_to_a_multiple_of_64_and_padding_is_never_generated() -> None:
+    assert [padded_vocab(n) for n in (64, 65, 2048, 50257)] == [64, 128, 2048, 50304]
+    torch.manual_seed(0)
+    model = build_causal_lm("gpt2", 100, 1, 32, 2, 32, eos_token_id=0)
+    assert model.config.vocab_size == 128 and model.generation_config.suppress_tokens == list(range(100, 128))
+    with torch.no_grad():  # make the padding rows the most likely tokens: generation must still avoid them
+        model.get_output_embeddings().weight[100:] = 5 * model.get_output_embeddings().weight[:28].abs().max()
+    out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=20, do_sample=True, pad_token_id=0)
+    assert int(out.max()) < 100
+
+
+def test_the_chunked_head_and_loss_equal_the_models_own_loss_and_gradients() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 29, 16, requires_grad=True)
+    weight = torch.randn(70, 16, requires_grad=True)
+    targets = shifted_targets(torch.randint(0, 70, (3, 29)))
+    reference = F.cross_entropy((hidden @ weight.T).reshape(-1, 70), targets.reshape(-1), ignore_index=-100)
+    grads = torch.autograd.grad(reference, (hidden, weight))
+    chunked = linear_cross_entropy(hidden, weight, targets, chunk=10)  # 87 rows: uneven chunks
+    assert chunked.item() == pytest.approx(reference.item(), rel=1e-6)
+    for mine, theirs in zip(torch.autograd.grad(chunked, (hidden, weight)), grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7)
+    for architecture in ("llama", "gpt2"):
+        model = build_causal_lm(architecture, 100, 2, 32, 2, 16, eos_token_id=0)
+        ids = torch.randint(0, 100, (2, 16))
+        assert CausalLMLoss(model, chunked=True).chunked
+        assert CausalLMLoss(model, True)(input_ids=ids).item() == pytest.approx(
+            model(input_ids=ids, labels=ids).loss.item(), rel=1e-5
+        )
+
+
+def _blocks() -> Dataset:
+    starts = np.random.default_rng(0).integers(0, 64, size=128)
+    return Dataset.from_dict({"input_ids": [[(s + i) % 64 for i in range(16)] for s in starts]})
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
+
+
+def test_micro_batches_split_an_optimizer_step_without_changing_it() -> None:
+    cfg = TrainConfig(max_steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=2, log_every=4, threads=1)
+    threads = torch.get_num_threads()
+    whole = train_causal_lm(_model(), _blocks(), cfg)
+    split = train_causal_lm(_model(), _blocks(), cfg.model_copy(update={"micro_batch_size": 2}))
+    assert (whole.micro_batch_size, whole.grad_accum) == (8, 1) and (split.micro_batch_size, split.grad_accum) == (2, 4)
+    assert split.tokens == whole.tokens
+    assert split.final_loss == pytest.approx(whole.final_loss, rel=1e-4)
+    assert whole.threads == 1 and torch.get_num_threads() == 1
+    torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="must divide"):
+        TrainConfig(batch_size=8, grad_accum=2, micro_batch_size=3)
+
+
+def test_micro_batch_candidates_and_plan() -> None:
+    assert list(candidates(128)) == [128, 64, 32, 16, 8, 4, 2, 1]
+    assert list(candidates(96)) == [96, 48, 24, 12, 6, 3, 1]
+    cfg = TrainConfig(batch_size=16, grad_accum=8)
+    assert plan_micro_batch(cfg, lambda rows: 32, cuda=True) == (32, 4)
+    assert plan_micro_batch(cfg, lambda rows: 32, cuda=False) == (16, 8)
+    assert plan_micro_batch(cfg.model_copy(update={"micro_batch_size": 64}), lambda rows: 1, cuda=True) == (64, 2)
+
+
+def test_mfu_counts_every_parameter_and_never_exceeds_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_causal_lm("gpt2", 100, 2, 32, 2, 16, eos_token_id=0)
+    assert flops.flops_per_token(model, 16) == 6 * model.num_parameters() + 12 * 2 * 32 * 16
+    cache = tmp_path / "peak_flops.json"
+    cache.write_text(json.dumps({flops._key(torch.device("cpu")): 1e6}))  # measured on a very busy machine
+    monkeypatch.setattr(flops.settings, "cache_dir", lambda: tmp_path)
+    util = flops.Utilisation(model, 16, torch.device("cpu"))
+    assert util.measured == 1e6 and util.datasheet is None
+    mfu = util(tokens_per_second=1e4)  # 1e4 tokens/s x ~1e6 FLOP/token is far above the stale 1 MFLOP/s peak
+    assert 0 < mfu["mfu_measured_peak"] <= 1 and "mfu_datasheet" not in mfu
+    assert json.loads(cache.read_text())[flops._key(torch.device("cpu"))] > 1e6, "the peak was measured again"
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_cpu() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(figures["variants"]) == {"lmloop", "bare_loop", "bare_loop_same_attention", "hf_trainer_bf16_compile"}
+    assert all(v["tokens_per_second"] > 0 for v in figures["variants"].values())
+    assert figures["ratios"]["lmloop_vs_bare_loop"] > 0
+    assert figures["loss_check"]["chunked_loss"] == pytest.approx(figures["loss_check"]["model_loss"], rel=1e-5)
