@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LMLOOP_HOME", tempfile.mkdtemp(prefix="lmloop-bench-"))
 
-from lmloop.settings import cache_dir, configure_environment  # noqa: E402
+from lmloop.settings import configure_environment, home  # noqa: E402
 
 configure_environment()
 
@@ -115,14 +115,16 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in files) / 1e6
     RSS_BY_PHASE["start"] = round(rss_mb(), 1)
     (read_s, validate_s), _ = timed(lambda: phase_read_and_validate(folder, data, validation), "read+validate")
-    reports, pipeline_s = timed(lambda: ingest_files([str(folder)], data, validation, cache_dir() / "shards"), "ingest")
+    reports, pipeline_s = timed(
+        lambda: ingest_files([str(folder)], data, validation, home().cache / "shards"), "ingest"
+    )
     summary, gate_s = timed(lambda: gate(reports, data, validation, root / "out", root / "quarantine"), "gate")
     shards = [r.shard for r in reports if r.status == "accepted"]
     tok_dir = root / "tokenizer"
     sample = (json.loads(line)["text"] for line in files[0].open())
     train_bpe(sample, 2048, 2, tok_dir)
-    first, tokenize_s = timed(lambda: tokenize_shards(shards, tok_dir, cache_dir() / "tokens"), "tokenize")
-    rerun, rerun_s = timed(lambda: tokenize_shards(shards, tok_dir, cache_dir() / "tokens"))
+    first, tokenize_s = timed(lambda: tokenize_shards(shards, tok_dir, home().cache / "tokens"), "tokenize")
+    rerun, rerun_s = timed(lambda: tokenize_shards(shards, tok_dir, home().cache / "tokens"))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # one more file: only it is read and tokenized
     extra = root / "extra"
@@ -130,8 +132,10 @@ def main() -> None:
     (extra / "new.jsonl").write_text(
         "".join(json.dumps({"text": f"an added document {i}"}) + "\n" for i in range(1000))
     )
-    added_reports = ingest_files([str(folder), str(extra)], data, validation, cache_dir() / "shards")
-    added = tokenize_shards([r.shard for r in added_reports if r.status == "accepted"], tok_dir, cache_dir() / "tokens")
+    added_reports = ingest_files([str(folder), str(extra)], data, validation, home().cache / "shards")
+    added = tokenize_shards(
+        [r.shard for r in added_reports if r.status == "accepted"], tok_dir, home().cache / "tokens"
+    )
     # baseline: tokenizers' encode_batch straight on the same texts, same batch size (10,000), same cores
     backend = load_tokenizer(tok_dir).backend_tokenizer
     texts = [json.loads(line)["text"] for p in files for line in p.open()]

@@ -36,8 +36,9 @@ import torch  # noqa: E402
 from lmloop.config import PipelineConfig, load_config  # noqa: E402
 from lmloop.flops import datasheet_peak, flops_per_token, measure_matmul_peak  # noqa: E402
 from lmloop.hardware import attention_kernels  # noqa: E402
+from lmloop.mechanics import autocast  # noqa: E402
 from lmloop.model import build_causal_lm  # noqa: E402
-from lmloop.train import Trainer, autocast  # noqa: E402
+from lmloop.train import Trainer  # noqa: E402
 
 SMOKE = [
     "model.n_layer=2",

@@ -53,7 +53,7 @@ SMALL = [
 
 def _lmloop(args: list[str], env: dict[str, str], timeout: int = 900) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "lmloop", *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cli", *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout
     )
     if proc.returncode != 0:
         raise RuntimeError(f"lmloop {args[0]} failed: {proc.stderr[-3000:]}")
@@ -131,7 +131,7 @@ def run_load(workdir: Path, triggers: int, docs: int, timeout: float = 900) -> d
         train_s = time.monotonic() - t0
         batch = _lmloop(["sample-data", "--out", str(landing), "--seed", "7", "--shift", "--docs", str(docs)], env)
         served = start(
-            [sys.executable, "-m", "lmloop", "deploy", "--cron", "0 0 1 1 *", *sets],
+            [sys.executable, "-m", "cli", "deploy", "--cron", "0 0 1 1 *", *sets],
             workdir / "deploy.log",
             env,
         )

@@ -2,7 +2,7 @@
 
 ``file_suite`` runs on each raw file (in chunks), with ``source`` and ``line`` attached to every
 row so a failure names the file, the line and an example. ``corpus_suite`` runs once on what was
-accepted. Thresholds come from :class:`lmloop.config.ValidationConfig`; ``mostly`` lets a share of
+accepted. Thresholds come from :class:`data_checks.thresholds.ValidationConfig`; ``mostly`` lets a share of
 rows fail a row check (those rows are dropped, the file is kept).
 """
 
@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from lmloop.cleaning import CONTROL_CHARS
-from lmloop.config import ValidationConfig
+from data_checks.thresholds import CONTROL_CHARS, ValidationConfig
 
 _EXAMPLES = 3
 _EXAMPLE_CHARS = 80

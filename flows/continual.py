@@ -8,6 +8,8 @@ from prefect import flow
 
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
+from lmloop.runs import run_key
+from lmloop.state import State
 from tasks.continual import apply_decision, close_cycle, find_new_files, judge_challenger, mix_and_pack
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
@@ -16,13 +18,10 @@ from tasks.register import record_trained_data, register_model
 from tasks.tracking import tracked_run
 
 
-def _cycle_config(config: PipelineConfig) -> PipelineConfig:
+def _cycle_config(config: PipelineConfig, state: State) -> PipelineConfig:
     """New data is deduplicated against everything trained on and stripped of frozen-slice documents."""
-    from lmloop.continual import frozen_slices
-
-    data = config.data.model_copy(
-        update={"dedup_against_trained": True, "frozen_eval": [str(p) for p in frozen_slices().values()]}
-    )
+    frozen = [str(p) for p in state.frozen_slices().values()]
+    data = config.data.model_copy(update={"dedup_against_trained": True, "frozen_eval": frozen})
     return config.model_copy(update={"data": data})
 
 
@@ -32,9 +31,10 @@ def continual_flow(
     incoming: str | None = None,
 ) -> dict[str, Any]:
     """One cycle. With nothing new it returns at once (``promoted`` is None)."""
-    landing = incoming or config.continual.landing or str(settings.landing_dir())
+    home = settings.home()
+    landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name
-    fresh = find_new_files(landing)
+    fresh = find_new_files(landing, home)
     if not fresh:
         champion = tracking.alias_version(name, "champion")
         return {
@@ -45,36 +45,32 @@ def continual_flow(
             "challenger_version": None,
             "slices": {},
         }
-    cfg = _cycle_config(config)
+    cfg = _cycle_config(config, State(home.state))
     sources = [f["uri"] for f in fresh]
-    with tracked_run(cfg, "continual", sources) as run_id:
-        work, batch = str(settings.work_dir() / run_id), f"batch-{run_id[:8]}"
-        data_dir = f"{work}/data"
-        champion = fetch_base_model(name, "champion", work, run_id)
-        ingest_data(sources, cfg.data, cfg.validation, work, run_id)
-        validation = validate_data(cfg.data, cfg.validation, work, run_id)
-        split_data(data_dir, cfg.data, sources, run_id)
-        block = cfg.model.block_size
-        mix = mix_and_pack(
-            data_dir, champion["tokenizer_dir"], block, cfg.continual.replay_ratio, cfg.train.seed, work, run_id
-        )
-        trained = finetune_lm(mix["blocks"], champion, cfg.model, cfg.finetune, False, work, run_id)
-        metrics = evaluate_model(trained["model_dir"], data_dir, mix["blocks"], cfg.eval, block, sources, run_id)
-        tags = {"manifest_digest": validation["manifest_digest"], "config_hash": cfg.digest(), "run_id": run_id}
-        tags |= {"parent_version": champion["version"], "continual_batch": batch}
-        challenger = register_model(run_id, trained["model_dir"], name, tags, metrics)["model_version"]
-        verdict = judge_challenger(champion["model_dir"], trained["model_dir"], data_dir, batch, cfg.continual)
-        outcome = apply_decision(name, challenger, champion["version"], verdict, work, run_id)
-        record_trained_data(data_dir, batch)
-        close_cycle(fresh, run_id)
+    with tracked_run(cfg, "continual", sources, home, run_key(cfg.digest(), sorted(sources), "continual")) as run:
+        batch = f"batch-{run.run_id[:8]}"
+        champion = fetch_base_model(name, "champion", requested=config.model, run=run)
+        ingested = ingest_data(sources, data=cfg.data, validation=cfg.validation, run=run)
+        corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
+        corpus = split_data(corpus, data=cfg.data, sources=sources, run=run)
+        mix = mix_and_pack(corpus, champion, replay_ratio=cfg.continual.replay_ratio, seed=cfg.train.seed, run=run)
+        trained = finetune_lm(mix, champion, train_cfg=cfg.finetune, lora=False, run=run)
+        trained = evaluate_model(trained, corpus=corpus, blocks=mix, cfg=cfg.eval, sources=sources, run=run)
+        tags = {"manifest_digest": corpus.manifest_digest, "config_hash": cfg.digest(), "run_id": run.run_id}
+        tags |= {"parent_version": champion.version, "continual_batch": batch}
+        challenger = register_model(trained, name=name, tags=tags, run=run)
+        verdict = judge_challenger(champion, trained, corpus, batch=batch, gate=cfg.continual, run=run)
+        outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=run)
+        record_trained_data(corpus, batch, run)
+        close_cycle(fresh, run.run_id, run)
     return {
         "new_files": sources,
         "promoted": outcome["promoted"],
         "reason": outcome["reason"],
         "champion_version": outcome["champion_version"],
-        "challenger_version": challenger,
-        "slices": verdict["slices"],
-        "classification": verdict["probe"],
-        "run_id": run_id,
-        "mix": {k: mix[k] for k in ("new_documents", "replay_documents")},
+        "challenger_version": challenger.model_version,
+        "slices": verdict.slices,
+        "classification": verdict.probe,
+        "run_id": run.run_id,
+        "mix": {k: mix.counts[k] for k in ("new_documents", "replay_documents")},
     }

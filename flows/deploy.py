@@ -22,7 +22,8 @@ from lmloop.settings import PROJECT_ROOT
 
 def _settings(config: PipelineConfig, cron: str | None) -> dict[str, dict[str, Any]]:
     """Per deployment name: what both ways of deploying share."""
-    params = {"config": config.model_dump(mode="json")}
+    # only what the config set: a warm start takes unset architecture fields from @champion
+    params = {"config": config.model_dump(mode="json", exclude_unset=True)}
     return {
         "continual": {
             "cron": cron or config.continual.cron,

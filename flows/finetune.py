@@ -8,6 +8,7 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
+from lmloop.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm
@@ -29,35 +30,31 @@ def finetune_flow(
 
     ``lm`` registers a new version of the same model (tagged with its parent); ``classification``
     registers ``<model_name>-classifier`` with its label map. ``lora`` trains LoRA adapters, merged
-    before registering.
+    before registering. Architecture, tokenizer and block size come from the base model.
     """
     sources = list(data or config.data.sources)
     if not sources:
         raise ValueError("no data: pass data=[...] or set data.sources in the config")
     name = run_name or f"finetune-{task}{'-lora' if lora else ''}"
-    with tracked_run(config, name, sources) as run_id:
-        work = str(settings.work_dir() / run_id)
-        data_dir = f"{work}/data"
-        parent = fetch_base_model(config.registry.model_name, base, work, run_id)
-        ingest_data(sources, config.data, config.validation, work, run_id)
-        validation = validate_data(config.data, config.validation, work, run_id)
-        split_data(data_dir, config.data, sources, run_id)
-        tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
-        tags |= {"parent_version": parent["version"], "finetune_task": task, "lora": str(lora).lower()}
+    home = settings.home()
+    with tracked_run(config, name, sources, home, run_key(config.digest(), sorted(sources), name)) as run:
+        parent = fetch_base_model(config.registry.model_name, base, requested=config.model, run=run)
+        ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
+        corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
+        corpus = split_data(corpus, data=config.data, sources=sources, run=run)
+        tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}
+        tags |= {"parent_version": parent.version, "finetune_task": task, "lora": str(lora).lower()}
         if task == "lm":
-            block = config.model.block_size
-            blocks = tokenize_and_pack(data_dir, parent["tokenizer_dir"], block, config.validation, work, run_id)[
-                "blocks"
-            ]
-            trained = finetune_lm(blocks, parent, config.model, config.finetune, lora, work, run_id)
-            metrics = evaluate_model(trained["model_dir"], data_dir, blocks, config.eval, block, sources, run_id)
-            registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
-        else:
-            trained = finetune_classifier(
-                data_dir, parent, config.finetune, config.model.block_size, lora, work, run_id
+            blocks = tokenize_and_pack(
+                corpus, parent.tokenizer, block_size=parent.model.block_size, validation=config.validation, run=run
             )
-            metrics = trained["metrics"]
-            tags["labels"] = ",".join(trained["labels"])
+            trained = finetune_lm(blocks, parent, train_cfg=config.finetune, lora=lora, run=run)
+            trained = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
+            registered = register_model(trained, name=config.registry.model_name, tags=tags, run=run)
+        else:
+            trained = finetune_classifier(corpus, parent, train_cfg=config.finetune, lora=lora, run=run)
+            tags["labels"] = ",".join(trained.labels)
             classifier = f"{config.registry.model_name}-classifier"
-            registered = register_model(run_id, trained["model_dir"], classifier, tags, metrics, "text-classification")
-    return {"run_id": run_id, **registered, "metrics": metrics, "validation": validation, "work_dir": work}
+            registered = register_model(trained, name=classifier, tags=tags, run=run, task="text-classification")
+    summary = {"metrics": trained.metrics, "validation": corpus.validation, "work_dir": str(run.work)}
+    return {"run_id": run.run_id, **registered.model_dump(), **summary}

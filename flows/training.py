@@ -8,6 +8,7 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
+from lmloop.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.register import record_trained_data, register_model
@@ -30,26 +31,24 @@ def training_flow(
     sources = list(data or config.data.sources)
     if not sources:
         raise ValueError("no data: pass data=[...] or set data.sources in the config")
-    with tracked_run(config, run_name, sources) as run_id:
-        work = str(settings.work_dir() / run_id)
-        ingest_data(sources, config.data, config.validation, work, run_id)
-        validation = validate_data(config.data, config.validation, work, run_id)
-        data_dir = f"{work}/data"
-        split_data(data_dir, config.data, sources, run_id)
-        tokenizer = train_tokenizer(data_dir, config.tokenizer, work, run_id)["tokenizer"]
-        blocks = tokenize_and_pack(data_dir, tokenizer, config.model.block_size, config.validation, work, run_id)[
-            "blocks"
-        ]
-        trained = pretrain_model(blocks, tokenizer, config.model, config.train, work, run_id)
-        metrics = evaluate_model(
-            trained["model_dir"], data_dir, blocks, config.eval, config.model.block_size, sources, run_id
-        )
-        tags = {"manifest_digest": validation["manifest_digest"], "config_hash": config.digest(), "run_id": run_id}
-        registered = register_model(run_id, trained["model_dir"], config.registry.model_name, tags, metrics)
-        record_trained_data(data_dir, f"base-{run_id[:8]}")
+    home = settings.home()
+    key = run_key(config.digest(), sorted(sources), run_name)
+    with tracked_run(config, run_name, sources, home, key) as run:
+        ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
+        corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
+        corpus = split_data(corpus, data=config.data, sources=sources, run=run)
+        tokenizer = train_tokenizer(corpus, config.tokenizer, run)
+        block = config.model.block_size
+        blocks = tokenize_and_pack(corpus, tokenizer, block_size=block, validation=config.validation, run=run)
+        trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
+        evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
+        tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}
+        registered = register_model(evaluated, name=config.registry.model_name, tags=tags, run=run)
+        record_trained_data(corpus, f"base-{run.run_id[:8]}", run)
     metrics = {
-        **metrics,
-        "train_tokens_per_second": trained["tokens_per_second"],
-        "train_final_loss": trained["final_loss"],
+        **evaluated.metrics,
+        "train_tokens_per_second": trained.summary["tokens_per_second"],
+        "train_final_loss": trained.summary["final_loss"],
     }
-    return {"run_id": run_id, **registered, "metrics": metrics, "validation": validation, "work_dir": work}
+    summary = {"metrics": metrics, "validation": corpus.validation, "work_dir": str(run.work)}
+    return {"run_id": run.run_id, **registered.model_dump(), **summary}

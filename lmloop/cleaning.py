@@ -8,8 +8,6 @@ import unicodedata
 
 import pandas as pd
 
-# C0 controls except tab/newline/carriage return, DEL: never part of real prose.
-CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 # Replacement characters (a decode went wrong upstream), C1 controls, private use, zero-width junk.
 _BAD_CHARS = r"[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\u200b\ufeff]"
 _SPACES = re.compile(r"[^\S\n]+")

@@ -15,7 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from lmloop.settings import PROJECT_ROOT, lmloop_home
+from data_checks.thresholds import ValidationConfig
+from lmloop.settings import PROJECT_ROOT
+
+__all__ = ["ValidationConfig"]  # defined beside the suites that use it; part of the pipeline config
 
 
 class ConfigError(ValueError):
@@ -50,24 +53,6 @@ class DataConfig(_Frozen):
     )
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of documents for validation.")
     test_fraction: float = Field(0.10, gt=0.0, lt=0.5, description="Share of documents for test.")
-
-
-class ValidationConfig(_Frozen):
-    """Thresholds of the Great Expectations text suite."""
-
-    min_rows: int = Field(20, ge=1, description="Fewer documents than this is not a corpus.")
-    min_chars: int = Field(1, ge=1, description="Shortest acceptable document, in characters.")
-    max_chars: int = Field(100_000, ge=1, description="Longest acceptable document, in characters.")
-    allowed_labels: list[str] | None = Field(None, description="Labels allowed when a label is present.")
-    mostly: float = Field(1.0, gt=0.0, le=1.0, description="Share of rows that must pass each row check.")
-    max_bad_char_share: float = Field(
-        0.01, ge=0.0, le=1.0, description="Per document: replacement/non-printable share."
-    )
-    max_duplicate_rate: float = Field(0.5, ge=0.0, le=1.0, description="Per file: share of exact duplicate documents.")
-    max_tokens: int | None = Field(None, ge=1, description="Per document, once a tokenizer exists.")
-    max_failed_file_share: float = Field(
-        0.25, ge=0.0, le=1.0, description="Continue without rejected files while their share is at most this."
-    )
 
 
 class TokenizerConfig(_Frozen):
@@ -149,6 +134,18 @@ class TrainConfig(_Frozen):
         return self
 
 
+class FinetuneConfig(TrainConfig):
+    """Optimisation of warm starts (``lmloop finetune``, continual cycles): shorter, gentler. Its own
+    defaults, so an override of one key (``--set finetune.max_steps=30``) keeps the others."""
+
+    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(1e-3, gt=0.0)
+    warmup_steps: int = Field(15, ge=0)
+    checkpoint_every: int = Field(
+        50, ge=1, description="Steps between checkpoints (also saved at the end and on SIGTERM)."
+    )
+
+
 class EvalConfig(_Frozen):
     """Held-out evaluation."""
 
@@ -198,9 +195,8 @@ class PipelineConfig(_Frozen):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     registry: RegistryConfig = RegistryConfig()
-    finetune: TrainConfig = Field(
-        TrainConfig(max_steps=150, learning_rate=1e-3, warmup_steps=15, log_every=25, checkpoint_every=50),
-        description="Optimisation for `lmloop finetune` (continued LM training or a classification head).",
+    finetune: FinetuneConfig = Field(
+        FinetuneConfig(), description="Optimisation for `lmloop finetune` and continual cycles (warm starts)."
     )
     continual: ContinualConfig = ContinualConfig()
 
@@ -214,14 +210,18 @@ class PipelineConfig(_Frozen):
         return {f"{s}.{k}": v for s, sec in self.model_dump(mode="json").items() for k, v in sec.items()}
 
 
-def resolve_preset(name_or_path: str) -> Path:
-    """A YAML path, or a preset name looked up in ``$LMLOOP_HOME/configs`` then the shipped ``configs/``."""
+SHIPPED_PRESETS = PROJECT_ROOT / "configs"
+
+
+def resolve_preset(name_or_path: str, preset_dirs: list[Path] | None = None) -> Path:
+    """A YAML path, or a preset name looked up in ``preset_dirs`` (default: the shipped ``configs/``; the CLI
+    puts ``$LMLOOP_HOME/configs`` first)."""
     path = Path(name_or_path).expanduser()
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path
-    for root in (lmloop_home() / "configs", PROJECT_ROOT / "configs"):
+    for root in preset_dirs or [SHIPPED_PRESETS]:
         candidate = root / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
@@ -239,7 +239,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {assignment!r}: {part} is not a section")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError:  # not YAML (e.g. a cron expression starting with '*'): the text itself
+        node[leaf] = value
 
 
 ENV_PREFIX = "LMLOOP_"
@@ -256,13 +259,15 @@ def env_overrides(environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
-def load_config(name_or_path: str | None = "tiny", overrides: list[str] | None = None) -> PipelineConfig:
+def load_config(
+    name_or_path: str | None = "tiny", overrides: list[str] | None = None, preset_dirs: list[Path] | None = None
+) -> PipelineConfig:
     """Load a preset or YAML file, then ``LMLOOP_SECTION__KEY`` environment variables, then ``--set``
     overrides (last wins); validate. Errors name the file and the field."""
     source = "defaults"
     raw: dict[str, Any] = {}
     if name_or_path:
-        path = resolve_preset(name_or_path)
+        path = resolve_preset(name_or_path, preset_dirs)
         source = str(path)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -3,7 +3,7 @@
 The count is PaLM's / nanoGPT's: 6 x every parameter (the embedding included, once when tied to the
 LM head, whose matmul it is) + 12 x layers x width x context for attention. Two peaks: the
 datasheet's dense bf16 rate (known GPUs only) and the rate a plain matmul actually reaches on this
-device (bf16 on CUDA, fp32 on CPU), measured as the best of several short trials and cached.
+device (bf16 on CUDA, fp32 on CPU), measured as the best of several short trials and cached by the caller's choice of file.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-
-from lmloop import settings
 
 # Dense bf16 peaks (FLOP/s) by the vendors' datasheets.
 _DATASHEET = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -68,10 +66,11 @@ def _key(device: torch.device) -> str:
     return f"{device.type}-{torch.get_num_threads()}t"
 
 
-def measured_peak(device: torch.device, cache: Path | None = None, refresh: bool = False) -> float:
-    """This device's measured matmul peak, cached in ``cache`` (default ``LMLOOP_HOME/cache/peak_flops.json``).
+def measured_peak(device: torch.device, cache: Path | None, refresh: bool = False) -> float:
+    """This device's measured matmul peak, cached in the JSON file ``cache`` (None: measured, not kept).
     ``refresh`` measures again and keeps the higher figure."""
-    cache = cache or settings.cache_dir() / "peak_flops.json"
+    if cache is None:
+        return measure_matmul_peak(device)
     known = json.loads(cache.read_text()) if cache.exists() else {}
     key = _key(device)
     if key not in known or refresh:
@@ -85,16 +84,16 @@ class Utilisation:
     """MFU over the measured peak and over the datasheet's; never above 1: a run that would exceed the
     cached peak (measured on a busy machine) re-measures it, and the achieved rate bounds it from below."""
 
-    def __init__(self, model: torch.nn.Module, block_size: int, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, block_size: int, device: torch.device, cache: Path | None) -> None:
         self.per_token = flops_per_token(model, block_size)
-        self.device = device
-        self.measured = measured_peak(device)
+        self.device, self.cache = device, cache
+        self.measured = measured_peak(device, cache)
         self.datasheet = datasheet_peak(device)
 
     def __call__(self, tokens_per_second: float) -> dict[str, float]:
         achieved = self.per_token * tokens_per_second
         if achieved > self.measured:
-            self.measured = max(measured_peak(self.device, refresh=True), achieved)
+            self.measured = max(measured_peak(self.device, self.cache, refresh=True), achieved)
         out = {"mfu_measured_peak": achieved / self.measured}
         if self.datasheet:
             out["mfu_datasheet"] = achieved / self.datasheet

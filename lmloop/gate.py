@@ -42,6 +42,17 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Decision:
+        new = raw.get("new_slice")
+        return cls(
+            promote=raw["promote"],
+            reason=raw["reason"],
+            new_slice=SliceComparison(**new) if new else None,
+            old_slices=[SliceComparison(**s) for s in raw.get("old_slices", [])],
+            classification={k: tuple(v) for k, v in raw.get("classification", {}).items()},
+        )
+
 
 def paired_bootstrap(
     champion: DocScores, challenger: DocScores, name: str, samples: int = 2000, seed: int = 0

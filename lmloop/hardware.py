@@ -3,7 +3,7 @@
 The rows per optimizer step (``batch_size x grad_accum``) are the training recipe and never change
 here; only how they are cut into micro-batches does. On CUDA the largest power-of-two share of them
 whose forward and backward fit the card (with room for AdamW's moments) is found once per model shape
-and card, and recorded in ``LMLOOP_HOME/cache/micro_batch.json``.
+and card, and recorded in ``micro_batch.json`` of the cache folder the caller names.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from lmloop import settings
 from lmloop.config import TrainConfig
 
 HEADROOM = 0.9  # share of the card's memory a probe may fill: fragmentation and the compiler need the rest
@@ -90,13 +89,12 @@ def probe_micro_batch(
     block: int,
     rows: int,
     how: str,
-    cache: Path | None = None,
+    cache: Path | None,
 ) -> int:
     """The largest micro-batch (a power-of-two share of ``rows``) for which ``run`` (the loss module as
     training calls it: compiled or not, under its autocast and attention kernels) trains on this card.
-    ``how`` names that setup in the cache key."""
-    cache = cache or settings.cache_dir() / "micro_batch.json"
-    known = json.loads(cache.read_text()) if cache.exists() else {}
+    ``how`` names that setup in the key of the JSON file ``cache`` (None: probed, not kept)."""
+    known = json.loads(cache.read_text()) if cache and cache.exists() else {}
     device = next(module.parameters()).device
     key = _cache_key(module, block, rows, device, how)
     if key in known:
@@ -112,6 +110,8 @@ def probe_micro_batch(
             module.zero_grad(set_to_none=True)
 
     micro = next((m for m in candidates(rows) if fits(step, m, device, optimizer_bytes)), 1)
+    if cache is None:
+        return micro
     with contextlib.suppress(OSError):
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({**known, key: micro}, indent=2))

@@ -1,16 +1,15 @@
-"""Moving ``@champion``: promotion after the gate, and rollback — always under one lock.
+"""The one owner of ``@champion``: the first champion, promotion after the gate, and rollback — each
+under one lock, each recorded.
 
 MLflow's alias update is last-writer-wins, so every move happens inside a database lock and
 re-reads ``@champion`` inside the lock: a challenger judged against a champion that has since moved
-is not promoted. The lock is an EXCLUSIVE sqlite transaction on ``LMLOOP_HOME/state/locks.db``
-(every process using that home), or, with ``LMLOOP_LOCK_URL=postgresql://...``, a PostgreSQL
-advisory lock shared by every machine of a team. Every decision lands as tags on the version and a line in
-``state/gate_history.jsonl``.
+is not promoted. The lock is an EXCLUSIVE sqlite transaction on ``state/locks.db`` (every process using
+that home), or, with ``LMLOOP_LOCK_URL=postgresql://...``, a PostgreSQL advisory lock shared by every
+machine of a team. Every move lands as tags on the version and a line in ``state/gate_history.jsonl``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -19,21 +18,23 @@ from contextlib import contextmanager
 from typing import Any
 
 from lmloop import tracking
-from lmloop.settings import state_dir
+from lmloop.contracts import GateDecision
+from lmloop.gate import Decision, report_markdown
+from lmloop.state import State
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
 
 @contextmanager
-def exclusive(name: str, timeout: float = 600.0) -> Iterator[None]:
+def exclusive(name: str, state: State, timeout: float = 600.0) -> Iterator[None]:
     """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
     url = os.environ.get("LMLOOP_LOCK_URL")
     if url:
         with _postgres_lock(url, name, timeout):
             yield
         return
-    state_dir().mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(state_dir() / "locks.db", timeout=timeout, isolation_level=None)
+    state.root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state.locks_db, timeout=timeout, isolation_level=None)
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, holder TEXT, since REAL)")
         conn.execute("BEGIN EXCLUSIVE")
@@ -73,21 +74,30 @@ def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
         conn.close()
 
 
-def history() -> list[dict[str, Any]]:
-    path = state_dir() / "gate_history.jsonl"
-    return [json.loads(line) for line in path.open()] if path.exists() else []
-
-
-def _record(event: dict[str, Any]) -> None:
-    with (state_dir() / "gate_history.jsonl").open("a") as f:
-        f.write(json.dumps({"time": time.time(), **event}) + "\n")
+def first_champion(name: str, version: str, state: State) -> bool:
+    """Make ``version`` the champion when ``name`` has none yet (its first registered model). Returns
+    whether it moved the alias."""
+    with exclusive(f"champion:{name}", state):
+        if tracking.alias_version(name, CHAMPION) is not None:
+            return False
+        tracking.set_alias(name, CHAMPION, version)
+        tracking.client().set_model_version_tag(name, version, "gate.decision", "first champion")
+        state.record({"event": "first_champion", "model": name, "champion": version, "promoted": True})
+    return True
 
 
 def promote_if_better(
-    name: str, challenger: str, judged_against: str | None, promote: bool, reason: str, numbers: dict[str, Any]
+    name: str,
+    challenger: str,
+    *,
+    judged_against: str | None,
+    promote: bool,
+    reason: str,
+    numbers: dict[str, Any],
+    state: State,
 ) -> dict[str, Any]:
     """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first."""
-    with exclusive(f"champion:{name}"):
+    with exclusive(f"champion:{name}", state):
         current = tracking.alias_version(name, CHAMPION)
         if current != judged_against:
             promote, reason = (
@@ -108,13 +118,13 @@ def promote_if_better(
         for key, value in tags.items():
             tracking.client().set_model_version_tag(name, challenger, key, str(value))
         event = {"event": "gate", "model": name, "challenger": challenger, "champion": current, "promoted": promote}
-        _record({**event, "reason": reason})
+        state.record({**event, "reason": reason})
     return {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
 
 
-def rollback(name: str, reason: str, to_version: str | None = None) -> dict[str, Any]:
+def rollback(name: str, reason: str, state: State, to_version: str | None = None) -> dict[str, Any]:
     """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why."""
-    with exclusive(f"champion:{name}"):
+    with exclusive(f"champion:{name}", state):
         current = tracking.alias_version(name, CHAMPION)
         target = to_version or tracking.alias_version(name, PREVIOUS)
         if target is None:
@@ -126,5 +136,25 @@ def rollback(name: str, reason: str, to_version: str | None = None) -> dict[str,
         tracking.set_alias(name, CHAMPION, target)
         tracking.client().set_model_version_tag(name, target, "rollback.reason", reason)
         tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
-        _record({"event": "rollback", "model": name, "from": current, "to": target, "reason": reason})
+        state.record({"event": "rollback", "model": name, "from": current, "to": target, "reason": reason})
     return {"model_name": name, "champion_version": target, "previous_champion": current, "reason": reason}
+
+
+def apply_gate(
+    decision: GateDecision, *, name: str, challenger: str, champion: str | None, state: State
+) -> dict[str, Any]:
+    """Apply the gate's decision on ``challenger`` (judged against ``champion``) and render its report with
+    both versions. Returns ``promoted``, ``reason``, ``champion_version`` and ``report`` (Markdown)."""
+    outcome = promote_if_better(
+        name,
+        challenger,
+        judged_against=champion,
+        promote=decision.promote,
+        reason=decision.reason,
+        numbers=decision.numbers(),
+        state=state,
+    )
+    report = report_markdown(Decision.from_dict(decision.comparison), champion, challenger)
+    if not outcome["promoted"] and decision.promote:
+        report += f"\n**Not applied:** {outcome['reason']}\n"
+    return {**outcome, "report": report}

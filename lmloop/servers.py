@@ -86,9 +86,9 @@ def stop(process: subprocess.Popen, timeout: float = 20.0, crash: bool = False) 
         pass
 
 
-def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any) -> int:
-    """Start both, print the URLs, wait for Ctrl-C (or SIGTERM), stop both. Returns the exit code."""
-    logs = settings.lmloop_home() / "logs"
+def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, logs: Path) -> int:
+    """Start both (their logs in ``logs``), print the URLs, wait for Ctrl-C (or SIGTERM), stop both.
+    Returns the exit code."""
     children: list[tuple[str, subprocess.Popen, str]] = []
     stopping = False
 

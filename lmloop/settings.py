@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Offline, no telemetry: no hub is reachable here and nothing should phone home.
@@ -45,28 +47,51 @@ def mlruns_dir() -> Path:
     return lmloop_home() / "mlruns"
 
 
-def work_dir() -> Path:
-    """Per-run stage outputs (dataset, tokenizer, token cache, checkpoints, model)."""
-    return lmloop_home() / "work"
+class Home(BaseModel):
+    """The folders under one ``LMLOOP_HOME``. Resolved once at the edge (CLI, flow entry) with :func:`home`
+    and passed down as a value: library functions take the folders they need as arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+    @property
+    def work(self) -> Path:
+        """Per-run stage outputs (dataset, tokenizer, blocks, checkpoints, model): ``work/<run-id>``."""
+        return self.path / "work"
+
+    @property
+    def cache(self) -> Path:
+        """Content-addressed shards and token ids, shared by every run under this home."""
+        return self.path / "cache"
+
+    @property
+    def state(self) -> Path:
+        """Durable records that outlive runs (:mod:`lmloop.state`)."""
+        return self.path / "state"
+
+    @property
+    def landing(self) -> Path:
+        """Where new data arrives for the continual cycle (``continual.landing`` overrides)."""
+        return self.path / "landing"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.path / "quarantine"
 
 
-def cache_dir() -> Path:
-    """Content-addressed shards and token ids, shared by every run under this home."""
-    return lmloop_home() / "cache"
+def preset_dirs() -> list[Path]:
+    """Where config presets are looked up: the home's ``configs/``, then the shipped ones."""
+    return [lmloop_home() / "configs", PROJECT_ROOT / "configs"]
 
 
-def state_dir() -> Path:
-    """Durable records that outlive runs: the ids of documents already trained on, watermarks."""
-    return lmloop_home() / "state"
-
-
-def landing_dir() -> Path:
-    """Where new data arrives for the continual cycle (``continual.landing`` overrides)."""
-    return lmloop_home() / "landing"
-
-
-def quarantine_dir() -> Path:
-    return lmloop_home() / "quarantine"
+def home() -> Home:
+    """The one place that resolves ``LMLOOP_HOME``."""
+    return Home(root=str(lmloop_home()))
 
 
 def tracking_uri() -> str:

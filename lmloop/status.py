@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lmloop import settings, tracking
-from lmloop.promotion import CHALLENGER, CHAMPION, PREVIOUS, history
+from lmloop.promotion import CHALLENGER, CHAMPION, PREVIOUS
+from lmloop.settings import Home
+from lmloop.state import State
 
 KEY_METRICS = ("test_bits_per_byte", "test_perplexity", "unigram_perplexity", "accuracy", "macro_f1")
 
@@ -32,7 +34,7 @@ def _version(name: str, alias: str) -> dict[str, Any] | None:
     }
 
 
-def collect(model_name: str, experiment: str, runs: int = 5, decisions: int = 5) -> dict[str, Any]:
+def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisions: int = 5) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     client = tracking.client()
@@ -54,11 +56,11 @@ def collect(model_name: str, experiment: str, runs: int = 5, decisions: int = 5)
                     "test_bits_per_byte": run.data.metrics.get("test_bits_per_byte"),
                 }
             )
-    gates = [e for e in history() if e.get("model") == model_name][-decisions:]
+    gates = [e for e in State(home.state).history() if e.get("model") == model_name][-decisions:]
     return {
         "model_name": model_name,
         "tracking_uri": settings.tracking_uri(),
-        "lmloop_home": str(settings.lmloop_home()),
+        "lmloop_home": home.root,
         "versions": versions,
         "aliases": aliases,
         "gate_decisions": gates,

@@ -16,6 +16,7 @@ import pyarrow as pa
 from datasets import Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
+from lmloop.contracts import Corpus
 from lmloop.progress import progress
 
 _BATCH = 10_000
@@ -81,3 +82,9 @@ def tokenize_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Pa
 
 def load_tokens(paths: list[str]) -> Dataset:
     return concatenate_datasets([Dataset.from_file(p) for p in paths])
+
+
+def corpus_tokens(corpus: Corpus, tokenizer_dir: Path | str, cache_root: Path) -> tuple[Dataset, dict[str, object]]:
+    """Token ids of every kept document of ``corpus`` (row-aligned with ``corpus.load()``), from the cache."""
+    cache = tokenize_shards(corpus.shards(), tokenizer_dir, cache_root)
+    return load_tokens(cache["paths"]).select(corpus.keep()), cache

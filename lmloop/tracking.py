@@ -25,7 +25,6 @@ from mlflow.tracking import MlflowClient
 from lmloop import settings
 
 _PARAM_MAX = 6000
-CHAMPION = "champion"
 
 
 def client() -> MlflowClient:

@@ -10,20 +10,17 @@ AVX-512). The loss and grad norm are read back to the host only every ``log_ever
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from torch.utils.data import DataLoader, Sampler
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from lmloop.checkpoint import TrainState, latest_valid, load_checkpoint, save_checkpoint
@@ -31,6 +28,15 @@ from lmloop.config import TrainConfig
 from lmloop.flops import Utilisation
 from lmloop.fused_loss import CausalLMLoss
 from lmloop.hardware import attention_kernels, plan_micro_batch, probe_micro_batch, set_threads
+from lmloop.mechanics import (
+    EpochSampler,
+    StopRequest,
+    as_torch,
+    autocast,
+    columns_of,
+    make_accelerator,
+    make_optimizer,
+)
 from lmloop.progress import progress
 
 if TYPE_CHECKING:
@@ -56,86 +62,6 @@ class TrainResult:
     micro_batch_size: int
     grad_accum: int
     threads: int
-
-
-class EpochSampler(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), so a resumed run sees the same order."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-class _Stop:
-    """SIGTERM sets a flag; the loop checkpoints at the next step boundary and stops."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _Stop:
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler, still crash-safe via periodic checkpoints
-            self._previous = None
-        return self
-
-    def _handle(self, *_: object) -> None:
-        self.requested = True
-
-    def __exit__(self, *_: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or the only process): the one that logs, checkpoints and saves."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """Device placement and DDP from Accelerate; accumulation and bf16 autocast are the loop's own (one
-    clip/step/zero_grad per optimizer step, and no fp32 copy of the logits on every forward)."""
-    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    if cfg.device == "cuda" and not use_cuda:
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
-    if use_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return Accelerator(cpu=not use_cuda, dataloader_config=DataLoaderConfiguration(non_blocking=use_cuda))
-
-
-def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA; fp32 elsewhere (bf16 is ~300x slower on CPUs without AVX-512)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-def as_torch(blocks: Any, columns: list[str]) -> Any:
-    """A ``datasets.Dataset`` as torch tensors; any other map-style dataset of dicts as it is."""
-    return blocks.with_format("torch", columns=columns) if hasattr(blocks, "with_format") else blocks
-
-
-def columns_of(blocks: Any) -> list[str]:
-    names = blocks.column_names if hasattr(blocks, "column_names") else list(blocks[0])
-    return [c for c in ("input_ids", "attention_mask", "labels") if c in names]
-
-
-def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (fused kernels, CPU and CUDA); no weight decay on biases and norm weights (1-D parameters)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=True)
 
 
 @torch.inference_mode()
@@ -165,14 +91,16 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         val_blocks: Dataset | None = None,
         log: LogFn | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir``: where the measured peak FLOP/s and the probed micro-batch are kept (None: not kept)."""
         set_seed(cfg.seed)
-        self.cfg, self.log, self.checkpoint_dir = cfg, log, checkpoint_dir
+        self.cfg, self.log, self.checkpoint_dir, self.cache_dir = cfg, log, checkpoint_dir, cache_dir
         self.accelerator = acc = make_accelerator(cfg)
         cuda = acc.device.type == "cuda"
         self.threads = torch.get_num_threads() if cuda else set_threads(cfg)
         self.block = len(train_blocks[0]["input_ids"])
-        self.utilisation = Utilisation(model, self.block, acc.device)
+        self.utilisation = Utilisation(model, self.block, acc.device, cache_dir and cache_dir / "peak_flops.json")
         self.kernels = lambda: attention_kernels(cfg.attention, acc.device)
         loss_module = CausalLMLoss(model, cfg.chunked_loss, torch.bfloat16 if cuda else None).to(acc.device)
         # one process: compile first, so the probe measures the very graph that then trains (no recompile)
@@ -221,7 +149,9 @@ class Trainer:
             with autocast(acc.device), self.kernels():
                 return run(**batch)
 
-        micro = probe_micro_batch(call, module, self.block, rows, how)
+        micro = probe_micro_batch(
+            call, module, self.block, rows, how, self.cache_dir and self.cache_dir / "micro_batch.json"
+        )
         if acc.num_processes > 1:
             micro = int(acc.gather(torch.tensor([micro], device=acc.device)).min())
         return micro
@@ -302,7 +232,7 @@ class Trainer:
         self.model.train()
         batches = self._batches()
         bar = progress("train", cfg.max_steps, "steps", self.resumed_from) if acc.is_main_process else nullcontext()
-        with _Stop() as stop, bar as advance:
+        with StopRequest() as stop, bar as advance:
             while self.state.step < cfg.max_steps:
                 grad_norm = self._step(batches, window_loss)
                 window_steps += 1
@@ -362,6 +292,7 @@ def train_causal_lm(
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
     val_blocks: Dataset | None = None,
+    cache_dir: Path | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.max_steps`` optimizer steps, resuming from ``checkpoint_dir``."""
-    return Trainer(model, blocks, cfg, checkpoint_dir, val_blocks, log).run()
+    return Trainer(model, blocks, cfg, checkpoint_dir, val_blocks, log, cache_dir).run()

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 
-from lmloop import stages, tracking
+from lmloop import tracking
 from lmloop.config import EvalConfig
+from lmloop.contracts import Blocks, Corpus, Run, TrainedModel
+from lmloop.evaluate import evaluate
 
 
 def flatten_slices(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
@@ -21,14 +21,14 @@ def flatten_slices(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, 
 
 @task
 def evaluate_model(
-    model_dir: str, data_dir: str, blocks: str, cfg: EvalConfig, block_size: int, sources: list[str], run_id: str
-) -> dict[str, float]:
-    out = stages.evaluate_stage(model_dir, data_dir, blocks, cfg, block_size, sources)
-    tracking.log_metrics(run_id, {**out["metrics"], **flatten_slices(out["slices"])})
-    tracking.log_artifact(run_id, Path(model_dir) / "metrics.json", "evaluation")
-    tracking.log_table(run_id, out["samples"], "evaluation/samples.json")
+    trained: TrainedModel, *, corpus: Corpus, blocks: Blocks, cfg: EvalConfig, sources: list[str], run: Run
+) -> TrainedModel:
+    out = evaluate(trained, corpus, blocks, cfg, sources)
+    tracking.log_metrics(run.run_id, {**out.metrics, **flatten_slices(out.slices())})
+    tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
+    tracking.log_table(run.run_id, out.samples(), "evaluation/samples.json")
     from lmloop.plots import slice_bars
 
-    plot = slice_bars(out["slices"], "bits_per_byte", Path(model_dir) / "plots" / "slices_bits_per_byte.png")
-    tracking.log_artifact(run_id, plot, "plots")
-    return out["metrics"]
+    plot = slice_bars(out.slices(), "bits_per_byte", out.path / "plots" / "slices_bits_per_byte.png")
+    tracking.log_artifact(run.run_id, plot, "plots")
+    return out

@@ -1,60 +1,53 @@
-from __future__ import annotations
+"""Warm starts: fetch a registered model, continue LM training on it, or train a classifier on it."""
 
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
 from prefect import task
 
-from lmloop import stages, tracking
+from lmloop import pretrain, tracking
+from lmloop.classify import train_classifier
 from lmloop.config import ModelConfig, TrainConfig
+from lmloop.contracts import BaseModelRef, Blocks, Corpus, Run, TrainedModel
 from tasks.train import log_training_curves, with_progress
 
 
 @task(retries=2, retry_delay_seconds=2)
-def fetch_base_model(model_name: str, ref: str, work: str, run_id: str) -> dict[str, str]:
-    """Download the registered model to start from (alias or version)."""
-    base = tracking.fetch_model(model_name, ref, Path(work) / "base")
-    tracking.set_tags(run_id, {"lmloop.parent_model": model_name, "lmloop.parent_version": base["version"]})
-    return base
+def fetch_base_model(name: str, ref: str, *, requested: ModelConfig, run: Run) -> BaseModelRef:
+    """Download the registered model to start from (alias or version); its architecture is the one to
+    continue with, and a config that contradicts it is refused."""
+    fetched = tracking.fetch_model(name, ref, run.work / "base")
+    tracking.set_tags(run.run_id, {"lmloop.parent_model": name, "lmloop.parent_version": fetched["version"]})
+    return pretrain.base_model_ref(name, fetched, requested)
 
 
 @task
-def finetune_lm(
-    blocks: str,
-    base: dict[str, str],
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    lora: bool,
-    work: str,
-    run_id: str,
-) -> dict[str, Any]:
+def finetune_lm(blocks: Blocks, base: BaseModelRef, *, train_cfg: TrainConfig, lora: bool, run: Run) -> TrainedModel:
     """Continued causal-LM training from the registered base model."""
-    log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
-    out = stages.pretrain_stage(
-        blocks, base["tokenizer_dir"], model_cfg, train_cfg, Path(work), log, run_id, base["model_dir"], lora
+    log = with_progress(tracking.step_logger(run.run_id), train_cfg.max_steps)
+    out = pretrain.train_model(
+        blocks,
+        model_cfg=base.model,
+        train_cfg=train_cfg,
+        out=run.work,
+        log=log,
+        run_id=run.run_id,
+        init_from=base.dir,
+        lora=lora,
+        cache=run.home.cache,
     )
-    log_training_curves(run_id, work, f"Continued training from v{base['version']}")
+    log_training_curves(run, f"Continued training from v{base.version}")
     return out
 
 
 @task
 def finetune_classifier(
-    data_dir: str, base: dict[str, str], train_cfg: TrainConfig, max_length: int, lora: bool, work: str, run_id: str
-) -> dict[str, Any]:
+    corpus: Corpus, base: BaseModelRef, *, train_cfg: TrainConfig, lora: bool, run: Run
+) -> TrainedModel:
     """A classification head on the base model; accuracy and macro-F1 beside TF-IDF + logistic regression."""
-    out = stages.classifier_stage(
-        data_dir,
-        base["model_dir"],
-        base["tokenizer_dir"],
-        train_cfg,
-        max_length,
-        lora,
-        Path(work),
-        tracking.step_logger(run_id),
-    )
-    model_dir = Path(out["model_dir"])
-    tracking.log_metrics(run_id, out["metrics"])
-    tracking.log_artifact(run_id, model_dir / "metrics.json", "evaluation")
-    tracking.log_artifact(run_id, model_dir / "confusion_matrix.png", "plots")
-    log_training_curves(run_id, work, f"Classifier fine-tuning from v{base['version']}")
+    log = tracking.step_logger(run.run_id)
+    out = train_classifier(corpus, base, train_cfg=train_cfg, lora=lora, out=run.work, log=log, cache=run.home.cache)
+    tracking.log_metrics(run.run_id, out.metrics)
+    tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
+    tracking.log_artifact(run.run_id, out.path / "confusion_matrix.png", "plots")
+    log_training_curves(run, f"Classifier fine-tuning from v{base.version}")
     return out

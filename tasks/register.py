@@ -1,36 +1,29 @@
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from prefect import task
 
-from lmloop import tracking
-from lmloop.corpus import record_training_data
+from lmloop import promotion, tracking
+from lmloop.contracts import Corpus, Registered, Run, TrainedModel
+from lmloop.state import State
 
 
 @task
-def record_trained_data(data_dir: str, slice_name: str) -> int:
+def record_trained_data(corpus: Corpus, slice_name: str, run: Run) -> int:
     """Remember what the registered model trained on (dedup, replay) and freeze its test split as an eval slice."""
-    return record_training_data(data_dir, slice_name)
+    return State(run.home.state).record_training_data(corpus, slice_name)
 
 
 @task(retries=2, retry_delay_seconds=5)
 def register_model(
-    run_id: str,
-    model_dir: str,
-    model_name: str,
-    tags: dict[str, str],
-    metrics: dict[str, float],
-    task: str = "text-generation",
-) -> dict[str, Any]:
-    """Log + register the model; the first version ever becomes ``champion``."""
+    trained: TrainedModel, *, name: str, tags: dict[str, str], run: Run, task: str = "text-generation"
+) -> Registered:
+    """Log + register the model; the first version ever becomes ``champion`` (under the promotion lock)."""
+    description = _description(run.run_id, task, trained.metrics)
     version = tracking.register_transformers_model(
-        run_id, Path(model_dir), model_name, {**tags, **metrics}, _description(run_id, task, metrics), "Once upon", task
+        run.run_id, trained.path, name, {**tags, **trained.metrics}, description, "Once upon", task
     )
-    if tracking.alias_version(model_name, tracking.CHAMPION) is None:
-        tracking.set_alias(model_name, tracking.CHAMPION, version)
-    return {"model_name": model_name, "model_version": version, "aliases": tracking.aliases_of(model_name, version)}
+    promotion.first_champion(name, version, State(run.home.state))
+    return Registered(model_name=name, model_version=version, aliases=tracking.aliases_of(name, version))
 
 
 def _description(run_id: str, task: str, metrics: dict[str, float]) -> str:

@@ -1,25 +1,32 @@
-from __future__ import annotations
+"""Tokenizer and packing tasks."""
 
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
 from prefect import task
 
 from lmloop import stages, tracking
 from lmloop.config import TokenizerConfig, ValidationConfig
+from lmloop.contracts import Blocks, Corpus, Run, TokenizerRef
 
 
 @task
-def train_tokenizer(data_dir: str, cfg: TokenizerConfig, work: str, run_id: str) -> dict[str, Any]:
-    out = stages.tokenizer_stage(data_dir, cfg, Path(work))
-    tracking.log_metrics(run_id, {"tokenizer_vocab_size": out["vocab_size"]})
+def train_tokenizer(corpus: Corpus, cfg: TokenizerConfig, run: Run) -> TokenizerRef:
+    out = stages.prepare_tokenizer(corpus, cfg, run.work)
+    tracking.log_metrics(run.run_id, {"tokenizer_vocab_size": out.vocab_size})
     return out
 
 
 @task
 def tokenize_and_pack(
-    data_dir: str, tokenizer: str, block_size: int, validation: ValidationConfig, work: str, run_id: str
-) -> dict[str, Any]:
-    out = stages.pack_stage(data_dir, tokenizer, block_size, validation, Path(work))
-    tracking.log_metrics(run_id, {k: v for k, v in out.items() if k != "blocks"})
+    corpus: Corpus, tokenizer: TokenizerRef, *, block_size: int, validation: ValidationConfig, run: Run
+) -> Blocks:
+    out = stages.pack_blocks(
+        corpus,
+        tokenizer.path,
+        block_size=block_size,
+        validation=validation,
+        tokens_cache=run.home.cache / "tokens",
+        out=run.work,
+    )
+    tracking.log_metrics(run.run_id, out.counts)
     return out

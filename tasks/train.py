@@ -1,13 +1,16 @@
-from __future__ import annotations
+"""Training tasks: pretraining from scratch, and the helpers every training task shares."""
 
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from lmloop import stages, tracking
+from lmloop import pretrain, tracking
 from lmloop.config import ModelConfig, TrainConfig
+from lmloop.contracts import Blocks, Run, TrainedModel
 from lmloop.train import LogFn
+
+SUMMARY_METRICS = ("tokens_per_second", "parameters", "tokens", "mfu_measured_peak", "mfu_datasheet", "resumed_from")
+SUMMARY_METRICS += ("micro_batch_size", "grad_accum", "threads")
 
 
 def with_progress(log: LogFn, total: int) -> LogFn:
@@ -28,26 +31,30 @@ def with_progress(log: LogFn, total: int) -> LogFn:
     return both
 
 
-def log_training_curves(run_id: str, work: str, title: str) -> None:
+def log_training_curves(run: Run, title: str) -> None:
     """Loss and learning-rate curves from the run's own metric history, as ``plots/training_curves.png``."""
     from lmloop.plots import training_curves
 
-    history = tracking.metric_history(run_id, ("train_loss", "val_loss", "learning_rate"))
-    path = training_curves(history, Path(work) / "plots" / "training_curves.png", title)
-    tracking.log_artifact(run_id, path, "plots")
+    history = tracking.metric_history(run.run_id, ("train_loss", "val_loss", "learning_rate"))
+    path = training_curves(history, run.work / "plots" / "training_curves.png", title)
+    tracking.log_artifact(run.run_id, path, "plots")
 
 
 @task
-def pretrain_model(
-    blocks: str, tokenizer: str, model_cfg: ModelConfig, train_cfg: TrainConfig, work: str, run_id: str
-) -> dict[str, Any]:
+def pretrain_model(blocks: Blocks, *, model_cfg: ModelConfig, train_cfg: TrainConfig, run: Run) -> TrainedModel:
     """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice."""
-    with tracking.system_metrics(run_id):
-        log = with_progress(tracking.step_logger(run_id), train_cfg.max_steps)
-        out = stages.pretrain_stage(blocks, tokenizer, model_cfg, train_cfg, Path(work), log, run_id)
-    keys = ("tokens_per_second", "parameters", "tokens", "mfu_measured_peak", "mfu_datasheet", "resumed_from")
-    keys += ("micro_batch_size", "grad_accum", "threads")
-    summary = {k: out[k] for k in keys if out[k] is not None}
-    tracking.log_metrics(run_id, {f"train_{k}": v for k, v in summary.items()})
-    log_training_curves(run_id, work, "Pretraining")
+    with tracking.system_metrics(run.run_id):
+        log = with_progress(tracking.step_logger(run.run_id), train_cfg.max_steps)
+        out = pretrain.train_model(
+            blocks,
+            model_cfg=model_cfg,
+            train_cfg=train_cfg,
+            out=run.work,
+            log=log,
+            run_id=run.run_id,
+            cache=run.home.cache,
+        )
+    summary = {k: out.summary[k] for k in SUMMARY_METRICS if out.summary.get(k) is not None}
+    tracking.log_metrics(run.run_id, {f"train_{k}": v for k, v in summary.items()})
+    log_training_curves(run, "Pretraining")
     return out

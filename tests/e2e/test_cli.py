@@ -12,7 +12,7 @@ from tests.bad_inputs import EXPECTED, write_bad_inputs
 from tests.conftest import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
-LMLOOP = [sys.executable, "-m", "lmloop"]
+LMLOOP = [sys.executable, "-m", "cli"]
 
 
 SHARED: dict[str, str] = {}

@@ -59,7 +59,7 @@ def test_continual_deployment_runs_to_completion_when_triggered(tmp_path: Path) 
     try:
         _wait(lambda: _healthy(api), 120, "the Prefect server")
         served = subprocess.Popen(
-            [sys.executable, "-m", "lmloop", "deploy", "--cron", "0 0 1 1 *"],
+            [sys.executable, "-m", "cli", "deploy", "--cron", "0 0 1 1 *"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ from lmloop.config import PipelineConfig
 from lmloop.servers import free_port
 
 pytestmark = pytest.mark.slow
-LMLOOP = [sys.executable, "-m", "lmloop"]
+LMLOOP = [sys.executable, "-m", "cli"]
 
 
 def lmloop(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

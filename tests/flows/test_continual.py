@@ -8,15 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import tracking
+from lmloop import settings, tracking
 from lmloop.config import PipelineConfig, load_config
-from lmloop.continual import frozen_slices
-from lmloop.promotion import history
 from lmloop.sample_data import write_corpus
-from lmloop.settings import state_dir
+from lmloop.state import State
 
 pytestmark = pytest.mark.slow
 NAME = "continual-lm"
+
+
+def _state() -> State:
+    return State(settings.home().state)
+
+
+def frozen_slices() -> dict[str, Path]:
+    return _state().frozen_slices()
+
+
+def history() -> list[dict]:
+    return _state().history()
+
+
+def state_dir() -> Path:
+    return _state().root
 
 
 def _config() -> PipelineConfig:

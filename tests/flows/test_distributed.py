@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from lmloop import stages, tracking
+from lmloop import pretrain, tracking
 from lmloop.config import ModelConfig, TrainConfig
+from lmloop.contracts import Blocks
 from lmloop.tokenizer import train_bpe
 
 pytestmark = pytest.mark.slow
@@ -23,9 +24,8 @@ def test_two_process_gloo_training_logs_once_and_saves_once(tmp_path: Path) -> N
     run_id = tracking.start_run("distributed-test")
     cfg = TrainConfig(max_steps=12, batch_size=4, log_every=4, checkpoint_every=4, warmup_steps=2, nproc=2)
     model = ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=32)
-    out = stages.pretrain_stage(
-        str(tmp_path / "blocks"), str(tmp_path / "tokenizer"), model, cfg, tmp_path / "run", None, run_id
-    )
+    blocks = Blocks(path=str(tmp_path / "blocks"), block_size=32, tokenizer=str(tmp_path / "tokenizer"))
+    out = pretrain.train_model(blocks, model_cfg=model, train_cfg=cfg, out=tmp_path / "run", run_id=run_id).summary
     assert out["steps"] == 12 and out["tokens"] == 12 * 4 * 32 * 2, "tokens count both ranks"
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     assert json.loads((tmp_path / "run" / "model" / "train_summary.json").read_text())["steps"] == 12

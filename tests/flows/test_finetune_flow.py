@@ -67,3 +67,29 @@ def test_evaluation_reports_slices_true_entropy_and_references(trained: dict) ->
     assert metrics["reference_pairs"] == 40 and metrics["chrf"] >= 0
     logged = tracking.client().get_run(trained["run_id"]).data.metrics
     assert "slice/label/cooking/perplexity" in logged
+
+
+def test_a_warm_start_takes_the_champions_architecture_and_refuses_a_contradiction(
+    trained: dict, corpus: Path, tiny_config: PipelineConfig
+) -> None:
+    """Regression: a warm start used to pack ``cfg.model.block_size`` blocks whatever the champion's
+    positions were. Without a model section the champion's architecture is used; a contradiction is refused."""
+    from flows.finetune import finetune_flow
+    from lmloop.config import ConfigError, load_config
+    from lmloop.pretrain import model_config_of
+
+    sets = [f"{k}={v}" for k, v in {**STEPS["finetune"], "max_steps": 10}.items()]
+    unset = load_config(None, [f"finetune.{s}" for s in sets])
+    assert unset.model.block_size != tiny_config.model.block_size, "the defaults differ from the champion"
+    out = finetune_flow(task="lm", config=unset, data=[str(corpus)], run_name="warm-start-architecture")
+    trained_cfg = model_config_of(Path(out["work_dir"]) / "model")
+    assert trained_cfg.block_size == tiny_config.model.block_size and trained_cfg.n_layer == tiny_config.model.n_layer
+    from datasets import load_from_disk
+
+    blocks = load_from_disk(str(Path(out["work_dir"]) / "blocks" / "train"))
+    assert len(blocks[0]["input_ids"]) == tiny_config.model.block_size, "packed at the champion's block size"
+    contradicting = load_config(None, [f"finetune.{s}" for s in sets] + ["model.block_size=32"])
+    with pytest.raises(
+        ConfigError, match=rf"model\.block_size=32 contradicts .* block_size={tiny_config.model.block_size}"
+    ):
+        finetune_flow(task="lm", config=contradicting, data=[str(corpus)], run_name="warm-start-contradiction")

@@ -4,8 +4,16 @@ import threading
 
 import pytest
 
-from lmloop import tracking
-from lmloop.promotion import history, promote_if_better, rollback
+from lmloop import settings, tracking
+from lmloop.promotion import promote_if_better, rollback
+from lmloop.state import State
+
+STATE = State(settings.home().state)
+
+
+def history() -> list[dict]:
+    return STATE.history()
+
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +50,15 @@ def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once
     results = {}
 
     def challenge(version: str) -> None:
-        results[version] = promote_if_better("promo-test", version, first, True, "better", {"improvement": 0.1})
+        results[version] = promote_if_better(
+            "promo-test",
+            version,
+            judged_against=first,
+            promote=True,
+            reason="better",
+            numbers={"improvement": 0.1},
+            state=STATE,
+        )
 
     threads = [threading.Thread(target=challenge, args=(v,)) for v in (second, third)]
     for t in threads:
@@ -63,14 +79,22 @@ def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once
 def test_a_rejected_challenger_never_becomes_champion(trained: dict) -> None:
     (version,) = _versions(trained, 1)
     before = tracking.alias_version("promo-test", "champion")
-    out = promote_if_better("promo-test", version, before, False, "worse on the new slice", {})
+    out = promote_if_better(
+        "promo-test",
+        version,
+        judged_against=before,
+        promote=False,
+        reason="worse on the new slice",
+        numbers={},
+        state=STATE,
+    )
     assert not out["promoted"] and tracking.alias_version("promo-test", "champion") == before
 
 
 def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
     champion = tracking.alias_version("promo-test", "champion")
     previous = tracking.alias_version("promo-test", "previous_champion")
-    out = rollback("promo-test", "regression reported by users")
+    out = rollback("promo-test", "regression reported by users", STATE)
     assert out["champion_version"] == previous and tracking.alias_version("promo-test", "champion") == previous
     assert tracking.alias_version("promo-test", "previous_champion") == champion
     assert (
@@ -79,5 +103,5 @@ def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
     )
     assert history()[-1]["event"] == "rollback" and history()[-1]["reason"] == "regression reported by users"
     with pytest.raises(Exception, match="999"):
-        rollback("promo-test", "typo", to_version="999")
+        rollback("promo-test", "typo", STATE, to_version="999")
     assert tracking.alias_version("promo-test", "champion") == previous, "a failed rollback moves nothing"

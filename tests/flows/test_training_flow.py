@@ -75,3 +75,16 @@ def test_bad_data_stops_before_training_and_registers_nothing(
         training_flow(config=cfg, data=[str(bad)])
     assert "expect_column_value_lengths_to_be_between" in err.value.report["failed_expectations"]
     assert tracking.client().search_model_versions("name='never'") == []
+
+
+def test_the_first_champion_is_set_under_the_lock_and_recorded(trained: dict, tiny_config: PipelineConfig) -> None:
+    """Regression: the first version used to become champion outside the promotion lock, with no record."""
+    from lmloop.promotion import first_champion
+    from lmloop.state import State
+
+    name, state = tiny_config.registry.model_name, State(settings.home().state)
+    firsts = [e for e in state.history() if e["event"] == "first_champion" and e["model"] == name]
+    assert [e["champion"] for e in firsts] == [trained["model_version"]]
+    assert tracking.client().get_model_version(name, trained["model_version"]).tags["gate.decision"] == "first champion"
+    assert not first_champion(name, "999", state), "a model that has a champion keeps it"
+    assert tracking.alias_version(name, "champion") == trained["model_version"]

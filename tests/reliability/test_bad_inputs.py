@@ -34,7 +34,7 @@ def test_bad_inputs_beside_good_data_nothing_lost(tmp_path: Path, prefect_api: s
     env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     sets = [*TINY_OVERRIDES, "registry.model_name=mixed", f"data.frozen_eval=[{frozen}]"]
     sets += ["validation.max_failed_file_share=0.9"]  # 11 of 13 files are bad: train on the rest
-    command = [sys.executable, "-m", "lmloop", "run", "--data", str(data), *[a for s in sets for a in ("--set", s)]]
+    command = [sys.executable, "-m", "cli", "run", "--data", str(data), *[a for s in sets for a in ("--set", s)]]
     proc = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -38,7 +38,7 @@ def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path, prefect
     env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     # a 256-wide model: ~7 MB of weights, more than the artifact store holds
     sets = [*TINY_OVERRIDES, "model.n_embd=256", "model.n_head=4", "train.max_steps=20", f"registry.model_name={NAME}"]
-    command = [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), "--run-name", "full"]
+    command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), "--run-name", "full"]
     command += [a for s in sets for a in ("--set", s)] + ["--json"]
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

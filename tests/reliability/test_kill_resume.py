@@ -32,7 +32,7 @@ SETTINGS = [
 
 def _command(corpus: Path) -> list[str]:
     sets = [a for s in SETTINGS for a in ("--set", s)]
-    return [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), "--run-name", "kill-test", *sets, "--json"]
+    return [sys.executable, "-m", "cli", "run", "--data", str(corpus), "--run-name", "kill-test", *sets, "--json"]
 
 
 SHARED: dict[str, str] = {}

@@ -15,7 +15,7 @@ from lmloop import settings
 from tests.conftest import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
-CODE = ["lmloop", "flows", "tasks", "data_checks", "benchmarks"]
+CODE = ["lmloop", "flows", "tasks", "data_checks", "cli", "benchmarks"]
 FORBIDDEN = {
     r"\bimport\s+(pickle|cloudpickle|dill|joblib|shelve|marshal)\b": "a pickle-family module",
     r"\bfrom\s+(pickle|cloudpickle|dill|joblib|shelve|marshal)\b": "a pickle-family module",
@@ -85,7 +85,7 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
         env.pop(key, None)
     env |= {"AWS_SECRET_ACCESS_KEY": f"{canary}-env", "HF_TOKEN": f"{canary}-hf", "LMLOOP_API_TOKEN": f"{canary}-x"}
     sets = [*TINY_OVERRIDES, f"data.storage_options={{memory: {{token: {canary}-config}}}}", "eval.samples=0"]
-    command = [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), *[a for s in sets for a in ("--set", s)]]
+    command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), *[a for s in sets for a in ("--set", s)]]
     proc = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert canary not in proc.stdout and canary not in proc.stderr
@@ -102,10 +102,10 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
 
 
 def test_servers_bind_to_loopback_by_default() -> None:
-    from lmloop.cli import ui
+    from cli.main import ui
 
     assert ui.__defaults__[0] == "127.0.0.1"
-    help_text = subprocess.run([sys.executable, "-m", "lmloop", "ui", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([sys.executable, "-m", "cli", "ui", "--help"], capture_output=True, text=True).stdout
     assert "127.0.0.1" in help_text
     for path in (settings.PROJECT_ROOT / folder for folder in CODE):
         for source in path.rglob("*.py"):

@@ -42,7 +42,7 @@ def test_tracking_server_down_at_registration(corpus: Path, tmp_path: Path, pref
     # one HTTP retry per call instead of the default 3 keeps this test short (with 3: ~70 s to fail)
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
     sets = [a for s in [*TINY_OVERRIDES, f"registry.model_name={NAME}"] for a in ("--set", s)]
-    command = [sys.executable, "-m", "lmloop", "run", "--data", str(corpus), "--run-name", "down", *sets, "--json"]
+    command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), "--run-name", "down", *sets, "--json"]
 
     server = _server(tmp_path / "mlflow", port)
     flow = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

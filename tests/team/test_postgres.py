@@ -105,7 +105,7 @@ def team(tmp_path_factory: pytest.TempPathFactory):
 
 def _lmloop(team: dict, *args: str, timeout: int = 600) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "lmloop", *args, "--json"],
+        [sys.executable, "-m", "cli", *args, "--json"],
         env=team["env"],
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def test_a_worker_runs_the_continual_deployment_and_promotes(team: dict) -> None
     landing = team["root"] / "landing"
     write_corpus(landing, seed=7, shift=True, docs=400, files=1)
     _deploy = subprocess.run(
-        [sys.executable, "-m", "lmloop", "deploy", "--pool", "team", "--cron", "0 0 1 1 *", *_sets()]
+        [sys.executable, "-m", "cli", "deploy", "--pool", "team", "--cron", "0 0 1 1 *", *_sets()]
         + ["--set", f"continual.landing={landing}"],
         env=team["env"],
         capture_output=True,
@@ -212,13 +212,15 @@ def test_the_promotion_lock_is_exclusive_across_processes(team: dict, monkeypatc
     """Two holders of the PostgreSQL advisory lock never overlap (threads here, other machines in a team)."""
     import threading
 
+    from lmloop import settings
     from lmloop.promotion import exclusive
+    from lmloop.state import State
 
     monkeypatch.setenv("LMLOOP_LOCK_URL", team["LMLOOP_LOCK_URL"])
     spans: list[tuple[float, float]] = []
 
     def hold() -> None:
-        with exclusive(f"champion:{NAME}"):
+        with exclusive(f"champion:{NAME}", State(settings.home().state)):
             start_ = time.monotonic()
             time.sleep(0.5)
             spans.append((start_, time.monotonic()))

@@ -58,3 +58,60 @@ def test_preset_model_sizes(preset: str, low: float, high: float) -> None:
             eos_token_id=0,
         )
     assert low <= model.num_parameters() <= high
+
+
+def _another_value(section: str, key: str, current: object) -> object | None:
+    """A valid value different from ``current`` for ``section.key``, or None when the field has none."""
+    candidates: list[object] = []
+    if isinstance(current, bool):
+        candidates = [not current]
+    elif isinstance(current, int):
+        candidates = [current + 1, current * 2, current - 1]
+    elif isinstance(current, float):
+        candidates = [current / 2, current * 1.5 + 0.01]
+    elif isinstance(current, str):
+        candidates = ["gpt2", "llama", "cuda", "cpu", "flash", "math", "other-name", "*/5 * * * *"]
+    elif current is None:
+        candidates = [3, 0.5, "x.txt", True]
+    elif isinstance(current, list):
+        candidates = [["a", "b"]]
+    elif isinstance(current, dict):
+        return None
+    for value in candidates:
+        if value == current:
+            continue
+        try:
+            cfg = load_config("tiny", [f"{section}.{key}={value}"])
+        except ConfigError:
+            continue
+        if getattr(getattr(cfg, section), key) != current:
+            return value
+    return None
+
+
+def test_an_override_changes_only_the_key_it_names_in_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: ``--set finetune.max_steps=30`` used to reset the whole finetune section to the
+    general training defaults (learning rate 1e-3 -> 3e-3, warm-up 15 -> 30). YAML, environment and
+    --set all go through the same merge; every section and key is walked."""
+    base = load_config("tiny").model_dump()
+    walked = 0
+    for section, fields in base.items():
+        for key, current in fields.items():
+            value = _another_value(section, key, current)
+            if value is None:
+                continue
+            for how in ("set", "env"):
+                if how == "set":
+                    cfg = load_config("tiny", [f"{section}.{key}={value}"])
+                else:
+                    with monkeypatch.context() as mp:
+                        mp.setenv(f"LMLOOP_{section.upper()}__{key.upper()}", str(value))
+                        cfg = load_config("tiny")
+                after = cfg.model_dump()
+                assert after[section][key] != current, (section, key, how)
+                changed = {(s, k) for s, f in after.items() for k, v in f.items() if v != base[s][k]}
+                assert changed == {(section, key)}, (section, key, how, changed)
+            walked += 1
+    assert walked > 60
+    tuned = load_config("tiny", ["finetune.max_steps=30"]).finetune
+    assert (tuned.max_steps, tuned.learning_rate, tuned.warmup_steps) == (30, 1e-3, 15)

@@ -8,7 +8,6 @@ from datasets import Dataset
 
 from lmloop.cleaning import doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
-from lmloop.corpus import load_corpus, save_splits, split_index
 from lmloop.data import ingest_files, manifest_digest, split_of
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceError, SourceFile, discover
@@ -39,10 +38,10 @@ def test_adding_data_never_moves_an_old_document(tmp_path: Path) -> None:
 
     def splits(folder: Path, out: Path) -> dict[str, set[str]]:
         reports = _ingest(tmp_path, str(folder))
-        gate(reports, DATA, VALID, out, tmp_path / "q")
-        save_splits(out, DATA)
-        texts = load_corpus(out)["text"]
-        return {n: {texts[int(i)] for i in split_index(out, n)} for n in ("train", "validation", "test")}
+        corpus = gate(reports, data=DATA, validation=VALID, out=out, quarantine_dir=tmp_path / "q")
+        corpus = corpus.with_splits(DATA.val_fraction, DATA.test_fraction)
+        texts = corpus.load()["text"]
+        return {n: {texts[int(i)] for i in corpus.split_index(n)} for n in ("train", "validation", "test")}
 
     (tmp_path / "d").mkdir()
     _write_jsonl(tmp_path / "d" / "a.jsonl", [f"document number {i}" for i in range(300)])

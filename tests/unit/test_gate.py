@@ -8,7 +8,9 @@ import pytest
 
 from lmloop import settings, stages
 from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
-from lmloop.corpus import DataValidationError, load_corpus
+from lmloop.contracts import Corpus
+from lmloop.corpus import DataValidationError
+from lmloop.state import State
 from tests.bad_inputs import EXPECTED, write_bad_inputs
 
 VALID = ValidationConfig(min_rows=5)
@@ -18,9 +20,23 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if not p.is_symlink()}
 
 
+HOME = settings.home()
+STATE = State(HOME.state)
+
+
+def _corpus(sources: list[str], out: Path, data: DataConfig, validation: ValidationConfig = VALID) -> Corpus:
+    ingested = stages.ingest(sources, data=data, validation=validation, shards=HOME.cache / "shards", out=out)
+    return stages.validate(
+        ingested, data=data, validation=validation, quarantine=HOME.quarantine / out.name, state=STATE
+    )
+
+
 def _gate(sources: list[str], out: Path, data: DataConfig, validation: ValidationConfig = VALID) -> dict:
-    stages.ingest_stage(sources, data, validation, out)
-    return stages.gate_stage(data, validation, out, batch=out.name)
+    return _corpus(sources, out, data, validation).validation
+
+
+def load_corpus(root: Path) -> object:
+    return Corpus(root=str(root)).load()
 
 
 def test_every_bad_input_is_named_quarantined_and_left_untouched(tmp_path: Path) -> None:
@@ -37,7 +53,7 @@ def test_every_bad_input_is_named_quarantined_and_left_untouched(tmp_path: Path)
         assert name in message
         assert reason in rejected[name], (name, rejected[name])
     assert _hashes(bad) == before, "raw files are never modified"
-    quarantined = settings.quarantine_dir() / "out"
+    quarantined = HOME.quarantine / "out"
     reasons = sorted(p.name for p in quarantined.glob("*.reason.json"))
     assert len(reasons) == len(EXPECTED)
     assert not any("secret" in p.name for p in quarantined.iterdir()), "a file outside the root is never read"
@@ -51,7 +67,7 @@ def test_a_bad_file_below_the_ceiling_is_quarantined_and_the_run_goes_on(tmp_pat
     summary = _gate([str(corpus), str(extra)], tmp_path / "out", DataConfig())
     assert summary["success"] and summary["files_rejected"] == 1 and summary["rows"] > 500
     assert [Path(r["file"]).name for r in summary["rejected_files"]] == ["latin1.txt"]
-    assert list((settings.quarantine_dir() / "out").glob("*latin1.txt"))
+    assert list((HOME.quarantine / "out").glob("*latin1.txt"))
 
 
 def test_dedup_across_files_and_leakage_are_counted(tmp_path: Path) -> None:
@@ -73,19 +89,21 @@ def test_dedup_across_files_and_leakage_are_counted(tmp_path: Path) -> None:
 def test_token_cache_reuses_unchanged_shards_and_tokenizes_only_a_new_file(tmp_path: Path, corpus: Path) -> None:
     data, tok = DataConfig(), TokenizerConfig(vocab_size=300)
     out1 = tmp_path / "run1"
-    _gate([str(corpus)], out1 / "data", data)
-    stages.split_stage(str(out1 / "data"), data)
-    tokenizer = stages.tokenizer_stage(str(out1 / "data"), tok, out1)["tokenizer"]
-    first = stages.pack_stage(str(out1 / "data"), tokenizer, 32, VALID, out1)
+    split = _corpus([str(corpus)], out1 / "data", data).with_splits(data.val_fraction, data.test_fraction)
+    tokenizer = stages.prepare_tokenizer(split, tok, out1).path
+    first = stages.pack_blocks(
+        split, tokenizer, block_size=32, validation=VALID, tokens_cache=HOME.cache / "tokens", out=out1
+    ).counts
     assert first["shards_tokenized"] == 3 and first["train_blocks"] > 0
     out2 = tmp_path / "run2"
     new = tmp_path / "new"
     new.mkdir()
     (new / "more.jsonl").write_text("".join(json.dumps({"text": f"fresh text {i}"}) + "\n" for i in range(20)))
-    _gate([str(corpus), str(new)], out2 / "data", data)
-    stages.split_stage(str(out2 / "data"), data)
-    reused = stages.tokenizer_stage(str(out2 / "data"), tok.model_copy(update={"path": tokenizer}), out2)
-    second = stages.pack_stage(str(out2 / "data"), reused["tokenizer"], 32, VALID, out2)
+    split = _corpus([str(corpus), str(new)], out2 / "data", data).with_splits(data.val_fraction, data.test_fraction)
+    reused = stages.prepare_tokenizer(split, tok.model_copy(update={"path": tokenizer}), out2)
+    second = stages.pack_blocks(
+        split, reused.path, block_size=32, validation=VALID, tokens_cache=HOME.cache / "tokens", out=out2
+    ).counts
     assert (second["shards_tokenized"], second["shards_from_cache"]) == (1, 3)
 
 
@@ -104,20 +122,17 @@ def test_a_fully_leaked_file_is_rejected_and_the_corpus_stays_aligned(tmp_path: 
 
 
 def test_documents_already_trained_on_are_dropped_when_asked(tmp_path: Path) -> None:
-    from lmloop.corpus import record_training_data, trained_store
-
-    trained_store().unlink(missing_ok=True)
+    STATE.trained_store.unlink(missing_ok=True)
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
     old = [f"old document {i}" for i in range(40)]
     (first / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old))
-    _gate([str(first)], tmp_path / "out1", DataConfig())
-    stages.split_stage(str(tmp_path / "out1"), DataConfig())
-    n_trained = record_training_data(tmp_path / "out1", "test-slice")
+    split = _corpus([str(first)], tmp_path / "out1", DataConfig()).with_splits(0.05, 0.10)
+    n_trained = STATE.record_training_data(split, "test-slice")
     new = [f"new document {i}" for i in range(10)]
     (second / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in old + new))
     summary = _gate([str(second)], tmp_path / "out2", DataConfig(dedup_against_trained=True))
     assert summary["already_trained_removed"] == n_trained and summary["rows"] == 50 - n_trained
     assert _gate([str(second)], tmp_path / "out3", DataConfig())["rows"] == 50, "off by default"
-    trained_store().unlink()
+    STATE.trained_store.unlink()

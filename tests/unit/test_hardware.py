@@ -86,13 +86,12 @@ def test_micro_batch_candidates_and_plan() -> None:
     assert plan_micro_batch(cfg.model_copy(update={"micro_batch_size": 64}), lambda rows: 1, cuda=True) == (64, 2)
 
 
-def test_mfu_counts_every_parameter_and_never_exceeds_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mfu_counts_every_parameter_and_never_exceeds_one(tmp_path: Path) -> None:
     model = build_causal_lm("gpt2", 100, 2, 32, 2, 16, eos_token_id=0)
     assert flops.flops_per_token(model, 16) == 6 * model.num_parameters() + 12 * 2 * 32 * 16
     cache = tmp_path / "peak_flops.json"
     cache.write_text(json.dumps({flops._key(torch.device("cpu")): 1e6}))  # measured on a very busy machine
-    monkeypatch.setattr(flops.settings, "cache_dir", lambda: tmp_path)
-    util = flops.Utilisation(model, 16, torch.device("cpu"))
+    util = flops.Utilisation(model, 16, torch.device("cpu"), cache)
     assert util.measured == 1e6 and util.datasheet is None
     mfu = util(tokens_per_second=1e4)  # 1e4 tokens/s x ~1e6 FLOP/token is far above the stale 1 MFLOP/s peak
     assert 0 < mfu["mfu_measured_peak"] <= 1 and "mfu_datasheet" not in mfu

@@ -23,6 +23,15 @@ app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Preset name (tiny, small, ...) or YAML file.")]
+WarmConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Preset name or YAML file; default: none (architecture, tokenizer and block size come from the "
+        "model started from, the rest from the defaults).",
+    ),
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: section.key=value.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary object as the last stdout line.")]
 
@@ -52,9 +61,9 @@ def _print_summary(result: dict[str, Any], title: str) -> None:
     )
 
 
-def _load(config: str, overrides: list[str] | None) -> Any:
+def _load(config: str | None, overrides: list[str] | None) -> Any:
     try:
-        return load_config(config, overrides)
+        return load_config(config, overrides, settings.preset_dirs())
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -110,7 +119,7 @@ def finetune(
     task: Annotated[str, typer.Option("--task", help="lm (continued training) or classification (a new head).")] = "lm",
     base: Annotated[str, typer.Option("--from", help="Registered model to start from: alias or version.")] = "champion",
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="File, folder or glob; repeatable.")] = None,
-    config: ConfigOpt = "tiny",
+    config: WarmConfigOpt = None,
     set_: SetOpt = None,
     lora: Annotated[
         bool, typer.Option("--lora", help="Train LoRA adapters (peft), merged before registering.")
@@ -141,7 +150,7 @@ def continual(
     incoming: Annotated[
         str | None, typer.Option("--incoming", help="Landing folder; default LMLOOP_HOME/landing.")
     ] = None,
-    config: ConfigOpt = "tiny",
+    config: WarmConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -205,9 +214,10 @@ def rollback(
     """Move @champion back to an earlier version and record why."""
     cfg = _load(config, set_)
     from lmloop.promotion import rollback as move_back
+    from lmloop.state import State
 
     try:
-        result = move_back(cfg.registry.model_name, reason, to)
+        result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to)
     except Exception as exc:  # unknown version, no previous champion, store unreachable
         console.print(f"[red]rollback failed:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -252,7 +262,7 @@ def status(
     cfg = _load(config, set_)
     from lmloop.status import collect
 
-    info = collect(cfg.registry.model_name, cfg.registry.experiment, runs=runs)
+    info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
     table = Table(title=f"{info['model_name']} ({info['versions']} versions) — {info['tracking_uri']}")
     for column in ("alias", "version", "created", "parent", "bits/byte", "perplexity", "gate"):
         table.add_column(column)
@@ -319,7 +329,7 @@ def generate(
         version = alias if alias.isdigit() else tracking.alias_version(name, alias)
         if version is None:
             raise ValueError(f"model {name!r} has no alias {alias!r}: train one first (lmloop run)")
-        local = tracking.fetch_model(name, version, settings.cache_dir() / "models" / name / version)
+        local = tracking.fetch_model(name, version, settings.home().cache / "models" / name / version)
     except Exception as exc:  # unknown alias/version, store unreachable
         console.print(f"[red]generate failed:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -342,7 +352,8 @@ def ui(
     """Start the MLflow UI on the project's store and the Prefect server; print both URLs; Ctrl-C stops both."""
     from lmloop.servers import run_ui
 
-    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console))
+    logs = settings.home().path / "logs"
+    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console, logs))
 
 
 @config_app.command("show")
@@ -358,9 +369,9 @@ def config_show(
 
     cfg = _load(config, set_)
     console.print(
-        f"[dim]# from {resolve_preset(config)}; environment: {env_overrides() or 'none'}; --set: {set_ or 'none'}[/dim]"
+        f"[dim]# from {resolve_preset(config, settings.preset_dirs())}; environment: {env_overrides() or 'none'}; --set: {set_ or 'none'}[/dim]"
     )
-    console.print(f"[dim]# LMLOOP_HOME={settings.lmloop_home()}  tracking URI={settings.tracking_uri()}[/dim]")
+    console.print(f"[dim]# LMLOOP_HOME={settings.home().root}  tracking URI={settings.tracking_uri()}[/dim]")
     payload = cfg.model_dump(mode="json")
     sys.stdout.write(yaml.safe_dump(payload, sort_keys=False))
     if as_json:

@@ -1,3 +1,0 @@
-from lmloop.cli import app
-
-app(prog_name="lmloop")

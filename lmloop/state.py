@@ -1,0 +1,106 @@
+"""Durable state that outlives runs, under one root (``LMLOOP_HOME/state``, passed in, never looked up):
+
+- ``watermark.json``: content hashes of every landing file a continual cycle has consumed;
+- ``trained_doc_ids.npy``: ids of every document a registered model trained on (dedup);
+- ``eval_slices/<name>.jsonl``: frozen eval slices — the test split of the first training and of every
+  later batch; challenger and champion are always judged on all of them;
+- ``corpora.json``: the corpus folders models trained on, for replay samples;
+- ``gate_history.jsonl``: every champion move (first champion, gate decision, rollback);
+- ``locks.db``: the sqlite promotion lock (:mod:`lmloop.promotion`).
+
+This module is the only reader and writer of these files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmloop.contracts import Corpus
+from lmloop.data import id_array, record_trained, trained_ids
+
+
+def _read(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def _write(path: Path, payload: Any) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+class State:
+    """The state folder's records; ``root`` is the folder itself."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # -- continual: what landed and was consumed
+    def watermark(self) -> dict[str, dict[str, str]]:
+        return _read(self.root / "watermark.json", {})
+
+    def advance_watermark(self, files: list[dict[str, str]], batch: str) -> None:
+        seen = self.watermark() | {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
+        _write(self.root / "watermark.json", seen)
+
+    # -- documents already trained on
+    @property
+    def trained_store(self) -> Path:
+        return self.root / "trained_doc_ids.npy"
+
+    def trained_ids(self) -> np.ndarray:
+        return trained_ids(self.trained_store)
+
+    # -- frozen eval slices
+    @property
+    def slices_dir(self) -> Path:
+        return self.root / "eval_slices"
+
+    def frozen_slices(self) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(self.slices_dir.glob("*.jsonl"))}
+
+    def freeze_slice(self, corpus: Corpus, name: str) -> Path:
+        """The corpus' test split becomes a frozen eval slice for every later cycle."""
+        test = corpus.split("test").select_columns(["text", "label", "doc_id"])
+        path = self.slices_dir / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in test)
+        return path
+
+    # -- replay sources
+    def corpora(self) -> list[Corpus]:
+        return [Corpus(root=root) for root in _read(self.root / "corpora.json", [])]
+
+    def remember_corpus(self, corpus: Corpus) -> None:
+        roots = [c.root for c in self.corpora()]
+        if corpus.root not in roots:
+            _write(self.root / "corpora.json", [*roots, corpus.root])
+
+    def record_training_data(self, corpus: Corpus, slice_name: str) -> int:
+        """Once a model is registered: its training documents count as trained on, its corpus becomes a
+        replay source, and its test split a frozen eval slice. Returns how many ids were new."""
+        self.remember_corpus(corpus)
+        self.freeze_slice(corpus, slice_name)
+        return record_trained(self.trained_store, id_array(corpus.split("train")["doc_id"]))
+
+    # -- champion moves
+    @property
+    def locks_db(self) -> Path:
+        return self.root / "locks.db"
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.root / "gate_history.jsonl"
+        return [json.loads(line) for line in path.open()] if path.exists() else []
+
+    def record(self, event: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "gate_history.jsonl").open("a") as f:
+            f.write(json.dumps({"time": time.time(), **event}) + "\n")

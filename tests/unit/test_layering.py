@@ -1,0 +1,85 @@
+"""The shape of the code: no import cycles between modules or packages, the library above nothing of
+flows/tasks/cli, and LMLOOP_HOME resolved in one place (``lmloop.settings``), never inside library code."""
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("lmloop", "flows", "tasks", "data_checks", "cli")
+# what resolves the home from the environment; settings.py is the one module allowed to call these
+HOME_RESOLVERS = {"home", "lmloop_home", "mlruns_dir", "preset_dirs"}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            if parts[-1] != "__main__":  # an entry script: nothing imports it
+                found[name] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every project module ``path`` imports, at module level or inside functions (a lazy import is an edge too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                out.add(full if full in modules else node.module)
+    return out & set(modules)
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_no_module_imports_itself_back() -> None:
+    graph = _graph()
+    for name in graph:  # a package's __init__ may import its own modules; anything else is a cycle
+        graph[name] = {m for m in graph[name] if not (m.startswith(name + ".") and "__init__" in str(_modules()[name]))}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_packages_are_layered_cli_above_flows_above_tasks_above_the_library() -> None:
+    packages: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for name, imported in _graph().items():
+        packages[name.split(".")[0]] |= {m.split(".")[0] for m in imported} - {name.split(".")[0]}
+    try:
+        list(TopologicalSorter(packages).static_order())
+    except CycleError as exc:
+        pytest.fail(f"package cycle: {' -> '.join(exc.args[1])}")
+    assert packages["lmloop"] <= {"data_checks"} and packages["data_checks"] == set(), packages
+    assert "cli" not in packages["flows"] | packages["tasks"]
+
+
+def _home_calls(path: Path) -> list[str]:
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in HOME_RESOLVERS:
+            if isinstance(node.value, ast.Name) and node.value.id == "settings":
+                calls.append(f"{path.relative_to(ROOT)}:{node.lineno}: settings.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "lmloop.settings":
+            calls += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names if a.name in HOME_RESOLVERS
+            ]
+    return calls
+
+
+def test_library_code_never_resolves_the_home_itself() -> None:
+    """Folders are arguments; the CLI and the flows (the edges) resolve LMLOOP_HOME once and pass it down."""
+    library = [p for p in (ROOT / "lmloop").glob("*.py") if p.name != "settings.py"]
+    library += list((ROOT / "tasks").glob("*.py")) + list((ROOT / "data_checks").glob("*.py"))
+    calls = [call for path in library for call in _home_calls(path)]
+    assert calls == [], calls
