@@ -46,7 +46,12 @@ def finetune_flow(
         tags |= {"parent_version": parent.version, "finetune_task": task, "lora": str(lora).lower()}
         if task == "lm":
             blocks = tokenize_and_pack(
-                corpus, parent.tokenizer, block_size=parent.model.block_size, validation=config.validation, run=run
+                corpus,
+                parent.tokenizer,
+                block_size=parent.model.block_size,
+                validation=config.validation,
+                run=run,
+                batch_size=config.finetune.batch_size,
             )
             trained = finetune_lm(blocks, parent, train_cfg=config.finetune, lora=lora, run=run)
             trained = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)

@@ -39,7 +39,14 @@ def training_flow(
         corpus = split_data(corpus, data=config.data, sources=sources, run=run)
         tokenizer = train_tokenizer(corpus, config.tokenizer, run)
         block = config.model.block_size
-        blocks = tokenize_and_pack(corpus, tokenizer, block_size=block, validation=config.validation, run=run)
+        blocks = tokenize_and_pack(
+            corpus,
+            tokenizer,
+            block_size=block,
+            validation=config.validation,
+            run=run,
+            batch_size=config.train.batch_size,
+        )
         trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}

@@ -28,6 +28,7 @@ from datasets import Dataset, concatenate_datasets
 from data_checks import validate_frame
 from lmloop.cleaning import bad_char_share, doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
+from lmloop.files import private_tmp, write_text_atomic
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceFile, discover
 
@@ -125,26 +126,30 @@ def _check_file(
 ) -> None:
     """Stream one file through cleaning and the GX file suite into ``shard``."""
     cols = Columns(data.text_column, data.label_column, data.id_column)
-    tmp = shard.with_suffix(".partial")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
-        for rows in _chunks(read_rows(source, cols), CHUNK_ROWS):
-            frame = to_frame(rows, source, data)
-            result = validate_frame(frame, validation)
-            report.rows_read += len(frame)
-            if not result.success:
-                report.failures.extend(asdict(f) for f in result.failures)
-                report.reasons.extend(f.message() for f in result.failures)
-            keep = frame[~frame["line"].isin(result.bad_lines) & frame["text"].notna()]
-            report.rows_accepted += len(keep)
-            writer.write_table(pa.Table.from_pandas(keep[SCHEMA.names], schema=SCHEMA, preserve_index=False))
-            del frame, keep, result
-            release_memory()
-    report.rows_rejected = report.rows_read - report.rows_accepted
-    if report.failures:
-        report.status = "rejected"
-    elif report.rows_read == 0:
-        report.reject("empty: no documents in the file")
-    tmp.replace(shard)
+    tmp = private_tmp(shard)  # two runs on the same file write their own copies; the last rename wins
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
+            for rows in _chunks(read_rows(source, cols), CHUNK_ROWS):
+                frame = to_frame(rows, source, data)
+                result = validate_frame(frame, validation)
+                report.rows_read += len(frame)
+                if not result.success:
+                    report.failures.extend(asdict(f) for f in result.failures)
+                    report.reasons.extend(f.message() for f in result.failures)
+                keep = frame[~frame["line"].isin(result.bad_lines) & frame["text"].notna()]
+                report.rows_accepted += len(keep)
+                writer.write_table(pa.Table.from_pandas(keep[SCHEMA.names], schema=SCHEMA, preserve_index=False))
+                del frame, keep, result
+                release_memory()
+        report.rows_rejected = report.rows_read - report.rows_accepted
+        if report.failures:
+            report.status = "rejected"
+        elif report.rows_read == 0:
+            report.reject("empty: no documents in the file")
+        if report.status == "accepted":
+            tmp.replace(shard)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def process_file(source: SourceFile, data: DataConfig, validation: ValidationConfig, cache: Path) -> FileReport:
@@ -165,10 +170,7 @@ def process_file(source: SourceFile, data: DataConfig, validation: ValidationCon
         report.reject(str(exc))
     if report.status == "accepted":
         report.shard = str(shard)
-    else:
-        shard.unlink(missing_ok=True)
-        shard.with_suffix(".partial").unlink(missing_ok=True)
-    cached.write_text(json.dumps(asdict(report)))
+    write_text_atomic(cached, json.dumps(asdict(report)))
     return report
 
 

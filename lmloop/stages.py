@@ -22,7 +22,11 @@ from lmloop.state import State
 from lmloop.token_cache import corpus_tokens
 from lmloop.tokenizer import load_tokenizer, train_bpe
 
-__all__ = ["DataValidationError", "ingest", "pack_blocks", "prepare_tokenizer", "validate"]
+__all__ = ["DataTooSmall", "DataValidationError", "ingest", "pack_blocks", "prepare_tokenizer", "validate"]
+
+
+class DataTooSmall(ValueError):
+    """Too few tokens for the configured shapes; the message says how many are needed and what to change."""
 
 
 def ingest(sources: list[str], *, data: DataConfig, validation: ValidationConfig, shards: Path, out: Path) -> Ingested:
@@ -68,17 +72,34 @@ def _check_token_lengths(corpus: Corpus, tokens: object, validation: ValidationC
 
 
 def pack_blocks(
-    corpus: Corpus, tokenizer: str, *, block_size: int, validation: ValidationConfig, tokens_cache: Path, out: Path
+    corpus: Corpus,
+    tokenizer: str,
+    *,
+    block_size: int,
+    validation: ValidationConfig,
+    tokens_cache: Path,
+    out: Path,
+    min_train_blocks: int = 1,
 ) -> Blocks:
-    """Token ids from the content-addressed cache, packed into blocks for train and validation."""
+    """Token ids from the content-addressed cache, packed into blocks for train and validation. Fewer
+    training blocks than ``min_train_blocks`` (one batch) is refused with what is needed; a validation
+    split too small for one block is left out (no validation loss), never an error."""
     tokens, cache = corpus_tokens(corpus, tokenizer, tokens_cache)
     if validation.max_tokens:
         _check_token_lengths(corpus, tokens, validation)
     blocks = Blocks(path=str(out / "blocks"), block_size=block_size, tokenizer=tokenizer)
     counts: dict[str, int] = {"shards_tokenized": cache["tokenized"], "shards_from_cache": cache["cached"]}
     for name in ("train", "validation"):
-        packed = pack(tokens.select(corpus.split_index(name)).select_columns(["input_ids"]), block_size)
-        packed.save_to_disk(str(blocks.split_path(name)))
+        split = tokens.select(corpus.split_index(name))
+        packed = pack(split.select_columns(["input_ids"]), block_size)
         counts[f"{name}_blocks"] = len(packed)
+        if name == "train" and len(packed) < min_train_blocks:
+            raise DataTooSmall(
+                f"{sum(split['n_tokens'])} training tokens pack into {len(packed)} blocks of {block_size}; "
+                f"one batch needs {min_train_blocks} blocks ({min_train_blocks * block_size} tokens): add data, "
+                f"or lower model.block_size (now {block_size}) or train.batch_size (now {min_train_blocks})"
+            )
+        if len(packed):
+            packed.save_to_disk(str(blocks.split_path(name)))
     counts["train_tokens"] = counts["train_blocks"] * block_size
     return blocks.model_copy(update={"counts": counts})

@@ -17,6 +17,7 @@ from datasets import Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
 from lmloop.contracts import Corpus
+from lmloop.files import private_tmp
 from lmloop.progress import progress
 
 _BATCH = 10_000
@@ -48,7 +49,7 @@ def tokenize_shard(shard: str, tokenizer: PreTrainedTokenizerBase, cache_dir: Pa
         return str(out), True
     cache_dir.mkdir(parents=True, exist_ok=True)
     data = Dataset.from_file(shard).select_columns(["text"]).with_format("arrow")
-    tmp = out.with_suffix(".partial")
+    tmp = private_tmp(out)  # concurrent runs tokenize into their own files; the rename is atomic
     data.map(
         _encode,
         batched=True,

@@ -27,6 +27,10 @@ from lmloop import settings
 _PARAM_MAX = 6000
 
 
+def tracking_uri() -> str:
+    return settings.tracking_uri()
+
+
 def client() -> MlflowClient:
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -49,6 +53,17 @@ def ensure_experiment(name: str) -> str:
 def start_run(experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
     run = client().create_run(ensure_experiment(experiment), run_name=run_name, tags=tags or {})
     return run.info.run_id
+
+
+def run_exists(run_id: str) -> bool:
+    """Is ``run_id`` in the tracking store? (Not when the store was lost or replaced since.)"""
+    try:
+        client().get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return False
+        raise
+    return True
 
 
 def reopen_run(run_id: str) -> None:

@@ -18,8 +18,15 @@ def train_tokenizer(corpus: Corpus, cfg: TokenizerConfig, run: Run) -> Tokenizer
 
 @task
 def tokenize_and_pack(
-    corpus: Corpus, tokenizer: TokenizerRef, *, block_size: int, validation: ValidationConfig, run: Run
+    corpus: Corpus,
+    tokenizer: TokenizerRef,
+    *,
+    block_size: int,
+    validation: ValidationConfig,
+    run: Run,
+    batch_size: int = 1,
 ) -> Blocks:
+    """Pack the corpus into blocks; fewer training blocks than one ``batch_size`` is refused (DataTooSmall)."""
     out = stages.pack_blocks(
         corpus,
         tokenizer.path,
@@ -27,6 +34,7 @@ def tokenize_and_pack(
         validation=validation,
         tokens_cache=run.home.cache / "tokens",
         out=run.work,
+        min_train_blocks=batch_size,
     )
     tracking.log_metrics(run.run_id, out.counts)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from lmloop import tracking
 from lmloop.config import PipelineConfig
@@ -20,6 +20,13 @@ def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[s
     """Open the MLflow run every stage logs into, or resume the one ``key``'s crashed or failed attempt left."""
     index = RunIndex(home.work / "index")
     previous = index.resumable(key)
+    if previous and not tracking.run_exists(previous):
+        get_run_logger().warning(
+            "the run index points at MLflow run %s, which %s no longer has: starting a new run",
+            previous,
+            tracking.tracking_uri(),
+        )
+        previous = None
     if previous:
         tracking.reopen_run(previous)
         index.record(key, previous, "running")

@@ -88,3 +88,30 @@ def test_the_first_champion_is_set_under_the_lock_and_recorded(trained: dict, ti
     assert tracking.client().get_model_version(name, trained["model_version"]).tags["gate.decision"] == "first champion"
     assert not first_champion(name, "999", state), "a model that has a champion keeps it"
     assert tracking.alias_version(name, "champion") == trained["model_version"]
+
+
+def test_prefect_sees_the_data_flowing_from_task_to_task(trained: dict) -> None:
+    """Stages pass values, so Prefect records each task's upstream tasks (the UI draws these edges)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["training"])), sort=FlowRunSort.START_TIME_ASC, limit=1
+        )
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    names = {t.id: t.name.rsplit("-", 1)[0] for t in tasks}
+    upstream = {
+        names[t.id]: {
+            names[i.id] for inputs in t.task_inputs.values() for i in inputs if getattr(i, "id", None) in names
+        }
+        for t in tasks
+    }
+    assert {"ingest_data", "start_tracking"} <= upstream["validate_data"]
+    assert "validate_data" in upstream["split_data"]
+    assert "split_data" in upstream["train_tokenizer"]
+    assert {"split_data", "train_tokenizer"} <= upstream["tokenize_and_pack"]
+    assert "tokenize_and_pack" in upstream["pretrain_model"]
+    assert {"pretrain_model", "split_data", "tokenize_and_pack"} <= upstream["evaluate_model"]
+    assert "evaluate_model" in upstream["register_model"]
