@@ -59,7 +59,7 @@ def continual_flow(
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": cfg.digest(), "run_id": run.run_id}
         tags |= {"parent_version": champion.version, "continual_batch": batch}
         challenger = register_model(trained, name=name, tags=tags, run=run)
-        verdict = judge_challenger(champion, trained, corpus, batch=batch, gate=cfg.continual, run=run)
+        verdict = judge_challenger(champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=run)
         outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=run)
         record_trained_data(corpus, batch, run)
         close_cycle(fresh, run.run_id, run)

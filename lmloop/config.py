@@ -151,6 +151,15 @@ class EvalConfig(_Frozen):
 
     batch_size: int = Field(32, ge=1)
     stride: int | None = Field(None, description="Sliding-window stride; default half the block size.")
+    max_documents: int | None = Field(
+        2000,
+        ge=1,
+        description="Documents scored per test split or gate slice at most (a deterministic sample by document "
+        "hash, the same for every model); None: all.",
+    )
+    max_tokens: int | None = Field(
+        300_000, ge=1, description="Tokens scored per test split or gate slice at most (same sample); None: all."
+    )
     samples: int = Field(3, ge=0, description="Generated samples logged for a look at the model.")
     prompts: list[str] = Field(
         default_factory=list,

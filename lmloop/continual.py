@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from datasets import concatenate_datasets
 
-from lmloop.config import ContinualConfig
+from lmloop.config import ContinualConfig, EvalConfig
 from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, TrainedModel, write_json
 from lmloop.data import sha256_uri
-from lmloop.evaluate import DocScores, score_documents
+from lmloop.evaluate import DocScores, eval_sample, score_documents
 from lmloop.packing import pack
 from lmloop.sources import discover
 from lmloop.state import State
@@ -97,8 +97,14 @@ def score_slices(
     }
 
 
-def slice_texts(path: Path) -> list[str]:
-    return [json.loads(line)["text"] for line in path.open() if line.strip()]
+def slice_texts(path: Path) -> list[tuple[str, str]]:
+    """``(text, doc_id)`` of every document of a frozen slice."""
+    return [(row["text"], row["doc_id"]) for row in map(json.loads, filter(str.strip, path.open()))]
+
+
+def _capped(docs: list[tuple[str, str]], tokenizer: Any, limits: EvalConfig) -> list[str]:
+    texts, ids = [t for t, _ in docs], [d for _, d in docs]
+    return [texts[i] for i in eval_sample(texts, ids, tokenizer, limits.max_documents, limits.max_tokens)]
 
 
 def labelled_documents(corpus: Corpus, state: State) -> tuple[list[str], list[str]]:
@@ -125,18 +131,28 @@ def probe_comparison(
 
 
 def judge(
-    champion: BaseModelRef, challenger: TrainedModel, corpus: Corpus, *, batch: str, gate: ContinualConfig, state: State
+    champion: BaseModelRef,
+    challenger: TrainedModel,
+    corpus: Corpus,
+    *,
+    batch: str,
+    gate: ContinualConfig,
+    state: State,
+    limits: EvalConfig,
 ) -> GateDecision:
-    """Score champion and challenger on the new batch's test split and every frozen slice, at the block size
-    both were trained with (the champion's); decide. ``gate.classification`` adds the linear-probe criterion."""
+    """Score champion and challenger on the new batch's test split and every frozen slice (each capped by
+    ``limits``, the same documents for both), at the block size both were trained with (the champion's);
+    decide. ``gate.classification`` adds the linear-probe criterion."""
     from transformers import AutoModelForCausalLM
 
     from lmloop.gate import decide
     from lmloop.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(challenger.dir)
-    texts = {batch: list(corpus.split("test")["text"])}
-    texts |= {name: slice_texts(path) for name, path in state.frozen_slices().items()}
+    test = corpus.split("test")
+    docs = {batch: list(zip(test["text"], test["doc_id"], strict=True))}
+    docs |= {name: slice_texts(path) for name, path in state.frozen_slices().items()}
+    texts = {name: _capped(rows, tokenizer, limits) for name, rows in docs.items()}
     block = champion.model.block_size
     models = {
         role: AutoModelForCausalLM.from_pretrained(path)

@@ -174,10 +174,11 @@ class TrainedModel(_Value):
         return Path(self.dir)
 
     def with_evaluation(
-        self, metrics: dict[str, Any], slices: dict[str, Any], samples: list[dict[str, str]]
+        self, metrics: dict[str, Any], slices: dict[str, Any], samples: list[dict[str, str]], documents: list[str]
     ) -> TrainedModel:
-        """Write ``metrics.json`` (with the per-slice figures) and ``samples.json`` beside the model."""
-        write_json(self.path / "metrics.json", {**metrics, "slices": slices})
+        """Write ``metrics.json`` (with the per-slice figures and the ids of the documents scored) and
+        ``samples.json`` beside the model."""
+        write_json(self.path / "metrics.json", {**metrics, "slices": slices, "evaluated_doc_ids": documents})
         write_json(self.path / "samples.json", samples)
         return self.model_copy(update={"metrics": metrics})
 

@@ -134,6 +134,24 @@ def generate_samples(
     return samples
 
 
+def eval_sample(
+    texts: list[str],
+    doc_ids: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_documents: int | None,
+    max_tokens: int | None,
+) -> list[int]:
+    """Which documents to score: in the order of their content hash (a fixed pseudo-random order, so every
+    model and every re-run scores the same ones), as many as fit ``max_documents`` and ``max_tokens``."""
+    order = sorted(range(len(texts)), key=lambda i: doc_ids[i])[: max_documents or len(texts)]
+    if max_tokens:
+        lengths = np.array(
+            [len(ids) + 1 for ids in tokenizer([texts[i] for i in order], add_special_tokens=False)["input_ids"]]
+        )
+        order = order[: max(1, int(np.searchsorted(np.cumsum(lengths), max_tokens, side="right")))]
+    return sorted(order)
+
+
 def timed_scores(*args, **kwargs) -> tuple[DocScores, float]:
     """``score_documents`` and its throughput in scored tokens per second."""
     start = time.perf_counter()
@@ -217,7 +235,9 @@ def evaluate(
 
     tokenizer = load_tokenizer(trained.dir)
     model = AutoModelForCausalLM.from_pretrained(trained.dir)
-    test = corpus.split("test")
+    split = corpus.split("test")
+    chosen = eval_sample(list(split["text"]), list(split["doc_id"]), tokenizer, cfg.max_documents, cfg.max_tokens)
+    test = split.select(chosen)
     texts = list(test["text"])
     scores, tokens_per_second = timed_scores(model, tokenizer, texts, blocks.block_size, cfg.stride, cfg.batch_size)
     train_ids = np.concatenate(blocks.load("train").with_format("numpy")["input_ids"])
@@ -229,6 +249,7 @@ def evaluate(
         "unigram_perplexity": unigram.perplexity(),
         "unigram_bits_per_byte": unigram.bits_per_byte(),
         "test_documents": len(texts),
+        "test_documents_total": len(split),
         "test_tokens": int(scores.tokens.sum()),
         "eval_tokens_per_second": tokens_per_second,
         **_true_entropy_metrics(scores, list(test["doc_id"]), sources),
@@ -242,4 +263,4 @@ def evaluate(
     }
     prompts = cfg.prompts or [" ".join(t.split()[:3]) for t in texts[: cfg.samples]]
     samples = generate_samples(model, tokenizer, prompts, cfg.max_new_tokens)
-    return trained.with_evaluation(metrics, slices, samples)
+    return trained.with_evaluation(metrics, slices, samples, list(test["doc_id"]))

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from lmloop import continual, promotion, tracking
-from lmloop.config import ContinualConfig
+from lmloop.config import ContinualConfig, EvalConfig
 from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, Registered, Run, TrainedModel
 from lmloop.settings import Home
 from lmloop.state import State
@@ -36,9 +36,17 @@ def mix_and_pack(corpus: Corpus, base: BaseModelRef, *, replay_ratio: float, see
 
 @task
 def judge_challenger(
-    base: BaseModelRef, trained: TrainedModel, corpus: Corpus, *, batch: str, gate: ContinualConfig, run: Run
+    base: BaseModelRef,
+    trained: TrainedModel,
+    corpus: Corpus,
+    *,
+    batch: str,
+    gate: ContinualConfig,
+    limits: EvalConfig,
+    run: Run,
 ) -> GateDecision:
-    return continual.judge(base, trained, corpus, batch=batch, gate=gate, state=State(run.home.state))
+    state = State(run.home.state)
+    return continual.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
 
 
 @task

@@ -115,3 +115,11 @@ def test_prefect_sees_the_data_flowing_from_task_to_task(trained: dict) -> None:
     assert "tokenize_and_pack" in upstream["pretrain_model"]
     assert {"pretrain_model", "split_data", "tokenize_and_pack"} <= upstream["evaluate_model"]
     assert "evaluate_model" in upstream["register_model"]
+
+
+def test_evaluation_is_capped_and_records_what_it_scored(trained: dict, tiny_config: PipelineConfig) -> None:
+    metrics = trained["metrics"]
+    assert metrics["test_documents"] <= tiny_config.eval.max_documents <= 2000
+    assert metrics["test_documents"] <= metrics["test_documents_total"]
+    scored = json.loads((Path(trained["work_dir"]) / "model" / "metrics.json").read_text())["evaluated_doc_ids"]
+    assert len(scored) == metrics["test_documents"]

@@ -50,3 +50,22 @@ def test_windows_and_batching_do_not_change_short_document_scores(tokenizer) -> 
 def test_unigram_baseline_is_uniform_without_data(tokenizer) -> None:
     scores = unigram_scores(np.array([], dtype=np.int64), ["the cat"], tokenizer)
     assert scores.perplexity() == pytest.approx(len(tokenizer))
+
+
+def test_the_evaluation_sample_is_capped_deterministic_and_the_same_for_every_model(tokenizer) -> None:
+    from lmloop.cleaning import doc_id
+    from lmloop.evaluate import eval_sample
+
+    texts = [f"the cat sat on the mat {i} " * (1 + i % 5) for i in range(300)]
+    ids = [doc_id(t) for t in texts]
+    everything = eval_sample(texts, ids, tokenizer, None, None)
+    assert everything == list(range(300))
+    by_docs = eval_sample(texts, ids, tokenizer, 50, None)
+    assert len(by_docs) == 50 and by_docs == eval_sample(texts, ids, tokenizer, 50, None)
+    assert by_docs == sorted(sorted(range(300), key=lambda i: ids[i])[:50]), "the first 50 by content hash"
+    shuffled = list(reversed(range(300)))  # the same documents in another order: the same ones chosen
+    again = eval_sample([texts[i] for i in shuffled], [ids[i] for i in shuffled], tokenizer, 50, None)
+    assert {texts[shuffled[i]] for i in again} == {texts[i] for i in by_docs}
+    by_tokens = eval_sample(texts, ids, tokenizer, None, 500)
+    lengths = [len(tokenizer(texts[i], add_special_tokens=False)["input_ids"]) + 1 for i in by_tokens]
+    assert 0 < sum(lengths) <= 500 and set(by_tokens) < set(everything)
