@@ -41,10 +41,20 @@ def quarantine(report: FileReport, folder: Path) -> Path:
     return folder / name
 
 
+def one_line(text: str) -> str:
+    """A file name or reason as one printable line: a newline in a name cannot forge a line of the report."""
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+
+
+def table_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: no line breaks, no column separators, no code-span breaks."""
+    return one_line(text).replace("|", "\\|").replace("`", "'")
+
+
 def _message(rejected: list[FileReport], total: int, ceiling: float) -> str:
     lines = [f"{len(rejected)} of {total} file(s) rejected (ceiling {ceiling:.0%} of files):"]
     for report in rejected:
-        lines.append(f"  - {report.uri}: " + "; ".join(report.reasons[:3]))
+        lines.append(f"  - {one_line(report.uri)}: " + "; ".join(one_line(r) for r in report.reasons[:3]))
     return "\n".join(lines)
 
 
@@ -64,19 +74,23 @@ def gate(
     shard_paths = [r.shard for r in accepted]  # the kept indices point into exactly these, in this order
     keep, counts = select_documents(accepted, frozen_eval_ids(data.frozen_eval, data), trained)
     rejected = [r for r in reports if r.status == "rejected"]
+    skipped = [r for r in reports if r.status == "skipped"]
     for report in rejected:
         quarantine(report, quarantine_dir)
     corpus_check = validate_corpus(len(keep), validation)
-    share = len(rejected) / max(1, len(reports))
+    read = len(reports) - len(skipped)
+    share = len(rejected) / max(1, read)
     success = share <= validation.max_failed_file_share and corpus_check.success and len(keep) > 0
     summary = {
         "success": success,
         "rows": int(len(keep)),
-        "files": len(reports),
+        "files": read,
         "files_rejected": len(rejected),
+        "files_skipped": len(skipped),
         "failed_expectations": sorted({f["expectation"] for r in rejected for f in r.failures})
         + corpus_check.to_dict()["failed_expectations"],
         "rejected_files": [{"file": r.uri, "reasons": r.reasons} for r in rejected],
+        "skipped_files": [{"file": r.uri, "reason": r.reasons[0]} for r in skipped],
         "corpus_failures": corpus_check.to_dict()["failures"],
         "manifest_digest": manifest_digest(reports),
         **counts,
@@ -84,7 +98,7 @@ def gate(
     corpus = Corpus(root=str(out), validation=summary)
     _write(corpus, reports, shard_paths, keep)
     if not success:
-        message = _message(rejected, len(reports), validation.max_failed_file_share) if rejected else ""
+        message = _message(rejected, read, validation.max_failed_file_share) if rejected else ""
         raise DataValidationError(summary, "\n".join(filter(None, [message, corpus_check.summary()])))
     return corpus
 
@@ -104,7 +118,8 @@ def validation_markdown(summary: dict[str, Any], reports: list[FileReport]) -> s
     lines = [
         f"# Data validation: {verdict}",
         "",
-        f"Documents accepted: {summary['rows']}; files: {summary['files']}, rejected: {summary['files_rejected']}; "
+        f"Documents accepted: {summary['rows']}; files: {summary['files']}, rejected: {summary['files_rejected']}, "
+        f"skipped (not data files): {summary.get('files_skipped', 0)}; "
         f"duplicates removed: {summary['duplicates_removed']} (of which already trained on: "
         f"{summary['already_trained_removed']}); eval-set leakage removed: {summary['leakage_removed']}.",
         "",
@@ -112,8 +127,10 @@ def validation_markdown(summary: dict[str, Any], reports: list[FileReport]) -> s
         "|---|---|---:|---:|---:|---|",
     ]
     for r in reports:
-        reason = "; ".join(r.reasons[:2]).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{r.uri}` | {r.status} | {r.rows_read} | {r.rows_accepted} | {r.rows_rejected} | {reason} |")
+        reason = table_cell("; ".join(r.reasons[:2]))
+        lines.append(
+            f"| `{table_cell(r.uri)}` | {r.status} | {r.rows_read} | {r.rows_accepted} | {r.rows_rejected} | {reason} |"
+        )
     for failure in summary["corpus_failures"]:
         lines.append(f"\nCorpus check **{failure['expectation']}** failed: observed `{failure['observed']}`.")
     return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ class FileReport:
     rows_read: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
-    status: str = "accepted"
+    status: str = "accepted"  # accepted | rejected (quarantined) | skipped (not a data file)
     reasons: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     shard: str | None = None
@@ -183,10 +183,13 @@ def apply_storage_options(data: DataConfig) -> None:
 
 
 def ingest_files(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
-    """A report per raw file; files refused for path safety are reported as rejected, unread."""
+    """A report per raw file; files refused for path safety are reported as rejected, unread, and paths that
+    are not data files (hidden, unsupported, symlinked folders) as skipped, with the reason."""
     apply_storage_options(data)
     files, refused = discover(sources, data.roots)
-    reports = [FileReport(uri=r.uri, status="rejected", reasons=[r.reason]) for r in refused]
+    reports = [
+        FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused
+    ]
     return reports + [process_file(f, data, validation, cache) for f in files]
 
 

@@ -8,10 +8,12 @@ also be one array of objects); ``.csv``/``.parquet``/saved datasets one row per 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 
@@ -32,9 +34,17 @@ class Columns:
     id: str | None = None
 
 
+def _open(source: SourceFile) -> Any:
+    """The file's bytes, decompressed when its name says so (``.gz``, ``.bz2``, ``.xz``, ``.zst``)."""
+    return fsspec.open(source.uri, "rb", compression=source.compression)
+
+
 def _lines(source: SourceFile) -> Iterator[tuple[int, str]]:
-    with fsspec.open(source.uri, "rb") as f:
+    """Lines as UTF-8 text; a byte-order mark (Excel, many Windows tools) is dropped from the first."""
+    with _open(source) as f:
         for n, raw in enumerate(f, 1):
+            if n == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 yield n, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -83,8 +93,8 @@ def _jsonl(source: SourceFile, cols: Columns) -> Iterator[Row]:
 
 
 def _json(source: SourceFile, cols: Columns) -> Iterator[Row]:
-    with fsspec.open(source.uri, "rb") as f:
-        head = f.read(64).lstrip()
+    with _open(source) as f:
+        head = f.read(64).removeprefix(codecs.BOM_UTF8).lstrip()
     if not head.startswith(b"["):
         yield from _jsonl(source, cols)
         return

@@ -20,6 +20,36 @@ FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".p
 HF_MARKERS = ("dataset_info.json", "state.json")
 
 
+def _compressions() -> dict[str, str]:
+    """Compressed text formats read transparently (fsspec); ``.zst`` when ``zstandard`` is installed."""
+    found = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+    try:
+        import zstandard  # noqa: F401
+
+        found[".zst"] = "zstd"
+    except ImportError:
+        pass
+    return found
+
+
+COMPRESSIONS = _compressions()
+
+
+def format_of(name: str) -> tuple[str, str | None] | None:
+    """``(format, compression)`` from a file name (``notes.jsonl.gz`` -> ``("jsonl", "gzip")``), or None."""
+    stem, ext = os.path.splitext(name.lower())
+    compression = COMPRESSIONS.get(ext)
+    if compression:
+        stem, ext = os.path.splitext(stem)
+        if FORMATS.get(ext) == "parquet":  # parquet compresses inside the file
+            return None
+    return (FORMATS[ext], compression) if ext in FORMATS else None
+
+
+def readable_kinds() -> str:
+    return ", ".join([*FORMATS, *(f"{f}{c}" for f in (".txt", ".jsonl", ".json", ".csv") for c in COMPRESSIONS)])
+
+
 class SourceError(ValueError):
     """A source names nothing readable; the message names it."""
 
@@ -30,6 +60,7 @@ class SourceFile:
 
     uri: str
     format: str
+    compression: str | None = None
 
     @property
     def name(self) -> str:
@@ -42,8 +73,12 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Rejected:
+    """A path that is not read: refused for path safety, or ``skipped`` (not a data file: hidden, an
+    unsupported extension, a symlinked folder). Both are listed in the manifest with the reason."""
+
     uri: str
     reason: str
+    skipped: bool = False
 
 
 def _hidden(parts: tuple[str, ...]) -> bool:
@@ -67,15 +102,25 @@ def _default_root(source: str) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` (hidden and ``_`` entries skipped); a saved dataset is one entry, not descended."""
+def _walk(folder: Path) -> Iterator[Path | Rejected]:
+    """Files under ``folder``; a saved dataset is one entry, not descended. Hidden and ``_`` entries and
+    symlinked folders are not descended into: they come back as skipped, with the reason."""
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not _hidden((d,)))
+        for d in sorted(dirnames):
+            if _hidden((d,)):
+                yield Rejected(str(here / d), "hidden folder (name starts with '.' or '_'): skipped", skipped=True)
+            elif (here / d).is_symlink():
+                yield Rejected(str(here / d), "symlinked folder: not followed, skipped", skipped=True)
+        dirnames[:] = sorted(d for d in dirnames if not _hidden((d,)) and not (here / d).is_symlink())
         for d in [d for d in dirnames if _is_hf_dir(here / d)]:
             dirnames.remove(d)
             yield here / d
-        yield from (here / f for f in sorted(filenames) if not _hidden((f,)))
+        for f in sorted(filenames):
+            if _hidden((f,)):
+                yield Rejected(str(here / f), "hidden file (name starts with '.' or '_'): skipped", skipped=True)
+            else:
+                yield here / f
 
 
 def _local(source: str, roots: list[Path]) -> tuple[list[SourceFile], list[Rejected]]:
@@ -83,20 +128,26 @@ def _local(source: str, roots: list[Path]) -> tuple[list[SourceFile], list[Rejec
     if not matches:
         raise SourceError(f"{source}: no such file, folder or glob match")
     candidates: list[Path] = []
+    files: list[SourceFile] = []
+    rejected: list[Rejected] = []
     for match in matches:
         if match.is_dir() and not _is_hf_dir(match):
-            candidates.extend(_walk(match))
+            for entry in _walk(match):
+                (rejected if isinstance(entry, Rejected) else candidates).append(entry)
         elif not _hidden((match.name,)):
             candidates.append(match)
-    files, rejected = [], []
     for path in candidates:
+        kind = format_of(path.name)
         if not _inside(path, roots):
             target = os.path.realpath(path)
             rejected.append(Rejected(str(path), f"resolves to {target}, outside the data roots; not read"))
         elif path.is_dir():
             files.append(SourceFile(str(path.resolve()), "hf"))
-        elif path.suffix.lower() in FORMATS:
-            files.append(SourceFile(str(path.absolute()), FORMATS[path.suffix.lower()]))
+        elif kind:
+            files.append(SourceFile(str(path.absolute()), *kind))
+        else:
+            reason = f"unsupported file type {''.join(path.suffixes) or '(no extension)'}: skipped"
+            rejected.append(Rejected(str(path), reason, skipped=True))
     return files, rejected
 
 
@@ -111,9 +162,9 @@ def _remote(source: str) -> list[SourceFile]:
     else:
         raise SourceError(f"{source}: nothing at this URL")
     return [
-        SourceFile(fs.unstrip_protocol(p), FORMATS[ext])
+        SourceFile(fs.unstrip_protocol(p), *kind)
         for p in sorted(paths)
-        if (ext := os.path.splitext(p)[1].lower()) in FORMATS and not _hidden(tuple(p.split("/")))
+        if (kind := format_of(p.rsplit("/", 1)[-1])) and not _hidden(tuple(p.split("/")))
     ]
 
 
@@ -131,6 +182,10 @@ def discover(sources: list[str], roots: list[str] | None = None) -> tuple[list[S
         files.extend(found)
         rejected.extend(refused)
     unique = list(dict.fromkeys(files))
-    if not unique and not rejected:
-        raise SourceError(f"{', '.join(sources)}: no {', '.join(FORMATS)} files or saved datasets found")
+    if not unique and not any(not r.skipped for r in rejected):
+        found = sorted({"".join(Path(r.uri).suffixes) or "(no extension)" for r in rejected if r.skipped})
+        seen = f" (found only: {', '.join(found)})" if found else ""
+        raise SourceError(
+            f"{', '.join(sources)}: no data files{seen}; lmloop reads {readable_kinds()} and saved datasets"
+        )
     return unique, rejected

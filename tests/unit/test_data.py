@@ -81,8 +81,10 @@ def test_formats_and_configurable_columns(tmp_path: Path) -> None:
     (tmp_path / "_meta").mkdir()
     (tmp_path / "_meta" / "skip.txt").write_text("not data")
     data = DataConfig(text_column="body", label_column="topic", id_column="key")
-    reports = _ingest(tmp_path, str(tmp_path), data=data)
+    everything = _ingest(tmp_path, str(tmp_path), data=data)
+    reports = [r for r in everything if r.status != "skipped"]
     assert {r.format for r in reports} == {"txt", "csv", "parquet", "json", "hf"}
+    assert [(Path(r.uri).name, r.status) for r in everything if r not in reports] == [("_meta", "skipped")]
     rows = {}
     for r in reports:
         rows |= {row["text"]: row for row in Dataset.from_file(r.shard)}
