@@ -10,17 +10,25 @@ from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
 from lmloop.runs import run_key
 from lmloop.state import State
-from tasks.continual import apply_decision, close_cycle, find_new_files, judge_challenger, mix_and_pack
+from tasks.continual import (
+    apply_decision,
+    close_cycle,
+    find_new_files,
+    judge_challenger,
+    mix_and_pack,
+    start_cycle,
+)
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_lm
-from tasks.register import record_trained_data, register_model
+from tasks.register import register_model
 from tasks.tracking import tracked_run
 
 
-def _cycle_config(config: PipelineConfig, state: State) -> PipelineConfig:
-    """New data is deduplicated against everything trained on and stripped of frozen-slice documents."""
-    frozen = [str(p) for p in state.frozen_slices().values()]
+def _cycle_config(config: PipelineConfig, state: State, batch: str) -> PipelineConfig:
+    """New data is deduplicated against everything trained on and stripped of frozen-slice documents (but
+    for the batch's own slice, frozen already if an earlier attempt at this cycle crashed after that)."""
+    frozen = [str(p) for name, p in state.frozen_slices().items() if name != batch]
     data = config.data.model_copy(update={"dedup_against_trained": True, "frozen_eval": frozen})
     return config.model_copy(update={"data": data})
 
@@ -45,11 +53,13 @@ def continual_flow(
             "challenger_version": None,
             "slices": {},
         }
-    cfg = _cycle_config(config, State(home.state))
-    sources = [f["uri"] for f in fresh]
-    with tracked_run(cfg, "continual", sources, home, run_key(cfg.digest(), sorted(sources), "continual")) as run:
+    sources = [f["staged"] for f in fresh]
+    batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
+    with tracked_run(config, "continual", sources, home, batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
-        champion = fetch_base_model(name, "champion", requested=config.model, run=run)
+        cfg = _cycle_config(config, State(home.state), batch)
+        parent = start_cycle(name, batch, run)
+        champion = fetch_base_model(name, parent, requested=config.model, run=run)
         ingested = ingest_data(sources, data=cfg.data, validation=cfg.validation, run=run)
         corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
         corpus = split_data(corpus, data=cfg.data, sources=sources, run=run)
@@ -61,8 +71,7 @@ def continual_flow(
         challenger = register_model(trained, name=name, tags=tags, run=run)
         verdict = judge_challenger(champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=run)
         outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=run)
-        record_trained_data(corpus, batch, run)
-        close_cycle(fresh, run.run_id, run)
+        close_cycle(corpus, fresh, batch, run)
     return {
         "new_files": sources,
         "promoted": outcome["promoted"],

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 from datasets import concatenate_datasets
 
@@ -18,24 +22,78 @@ from lmloop.config import ContinualConfig, EvalConfig
 from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, TrainedModel, write_json
 from lmloop.data import sha256_uri
 from lmloop.evaluate import DocScores, eval_sample, score_documents
+from lmloop.faults import crash_point
+from lmloop.files import private_tmp
 from lmloop.packing import pack
 from lmloop.sources import discover
 from lmloop.state import State
 from lmloop.token_cache import corpus_tokens
 
 
-def new_files(landing: Path, state: State) -> list[dict[str, str]]:
-    """Landing files whose content hash no cycle has consumed yet."""
+def _stage(source: Any, sha: str, staging: Path) -> Path | None:
+    """Copy ``source`` into ``staging`` while hashing the copy; None when the copy's bytes differ from ``sha``
+    (the file is still being written). The copy is content-addressed, so a rerun finds it in place."""
+    target = staging / sha[:16] / source.name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp, digest = private_tmp(target), hashlib.sha256()
+    with fsspec.open(source.uri, "rb") as src, tmp.open("wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    if digest.hexdigest() != sha:
+        tmp.unlink()
+        return None
+    tmp.replace(target)
+    return target
+
+
+def new_files(landing: Path, state: State, staging: Path) -> list[dict[str, str]]:
+    """Landing files whose content no cycle has consumed, each copied into ``staging`` first: the cycle reads
+    exactly the bytes it hashed (``staged``), and that hash is what the manifest and the watermark record.
+    A file that changes while it is copied is left for the next cycle."""
+    for batch in state.finish_pending():  # a crash interrupted that cycle's close: finish it first
+        logging.getLogger("lmloop").warning("finished closing %s, interrupted by a crash", batch)
+    seen = state.watermark()
+    _drop_consumed(staging, seen)
     if not landing.exists():
         return []
-    seen = state.watermark()
     files, _ = discover([str(landing)])
     fresh = []
     for source in files:
         sha, _ = sha256_uri(source.uri)
-        if sha not in seen:
-            fresh.append({"uri": source.uri, "sha256": sha})
+        if sha in seen:
+            continue
+        staged = source.uri if source.format == "hf" else _stage(source, sha, staging)
+        if staged is None:
+            logging.getLogger("lmloop").warning("%s changed while it was read: left for the next cycle", source.uri)
+            continue
+        fresh.append({"uri": source.uri, "sha256": sha, "staged": str(staged)})
     return fresh
+
+
+def cycle_parent(name: str, batch: str, state: State) -> str:
+    """The version this cycle warm-starts from and is judged against: ``@champion`` at its first attempt,
+    recorded, so a rerun after a crash (even after its own promotion) starts from the same parent."""
+    from lmloop import tracking
+
+    parent = state.journal(batch).get("parent")
+    if parent is None:
+        parent = tracking.alias_version(name, "champion")
+        if parent is None:
+            raise ValueError(f"model {name!r} has no champion yet: train one first (lmloop run)")
+        state.note(batch, parent=parent)
+    return parent
+
+
+def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -> None:
+    """Staged copies of files a closed cycle consumed, once no cycle started in the last ``grace`` seconds
+    can still be reading them (their content lives on in the shard cache)."""
+    consumed = {sha[:16] for sha in seen}
+    for folder in staging.glob("*") if staging.exists() else []:
+        if folder.name in consumed and time.time() - folder.stat().st_mtime > grace:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def replay_tokens(
@@ -128,6 +186,27 @@ def probe_comparison(
     }
     summary = {role: {k: m[k] for k in ("accuracy", "macro_f1")} for role, m in metrics.items()}
     return compared, {"documents": len(texts), **summary}
+
+
+def judge_once(
+    champion: BaseModelRef,
+    challenger: TrainedModel,
+    corpus: Corpus,
+    *,
+    batch: str,
+    gate: ContinualConfig,
+    state: State,
+    limits: EvalConfig,
+) -> GateDecision:
+    """The batch's decision, made once: a rerun after a crash reuses the recorded one (after a promotion the
+    champion *is* the challenger, so judging again would compare a model with itself)."""
+    recorded = state.journal(batch).get("decision")
+    if recorded:
+        return GateDecision(**recorded)
+    decision = judge(champion, challenger, corpus, batch=batch, gate=gate, state=state, limits=limits)
+    state.note(batch, decision=decision.model_dump(mode="json"))
+    crash_point("judged")
+    return decision
 
 
 def judge(

@@ -19,6 +19,7 @@ from typing import Any
 
 from lmloop import tracking
 from lmloop.contracts import GateDecision
+from lmloop.faults import crash_point
 from lmloop.gate import Decision, report_markdown
 from lmloop.state import State
 
@@ -86,6 +87,12 @@ def first_champion(name: str, version: str, state: State) -> bool:
     return True
 
 
+def _already_decided(name: str, challenger: str, state: State) -> dict[str, Any] | None:
+    """The recorded gate event for ``challenger``, when a run applied its decision before a crash."""
+    events = [e for e in state.history() if e.get("event") == "gate" and e.get("model") == name]
+    return next((e for e in reversed(events) if e.get("challenger") == challenger), None)
+
+
 def promote_if_better(
     name: str,
     challenger: str,
@@ -96,10 +103,22 @@ def promote_if_better(
     numbers: dict[str, Any],
     state: State,
 ) -> dict[str, Any]:
-    """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first."""
+    """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first.
+    Idempotent: a decision already applied (a rerun after a crash) is reported, not applied again."""
     with exclusive(f"champion:{name}", state):
+        done = _already_decided(name, challenger, state)
+        if done is not None:
+            promoted = bool(done["promoted"])
+            return {
+                "promoted": promoted,
+                "reason": done["reason"],
+                "champion_version": challenger if promoted else done["champion"],
+            }
         current = tracking.alias_version(name, CHAMPION)
-        if current != judged_against:
+        resumed = promote and current == challenger  # moved before a crash, not yet recorded
+        if resumed:
+            current = judged_against
+        elif current != judged_against:
             promote, reason = (
                 False,
                 (
@@ -107,12 +126,13 @@ def promote_if_better(
                     "not promoted (re-run to judge it against the new champion)"
                 ),
             )
-        if promote:
+        if promote and not resumed:
             if current is not None:
                 tracking.set_alias(name, PREVIOUS, current)
             tracking.set_alias(name, CHAMPION, challenger)
-        else:
+        elif not promote:
             tracking.set_alias(name, CHALLENGER, challenger)
+        crash_point("promotion-moved")
         tags = {"gate.decision": "promoted" if promote else "rejected", "gate.reason": reason[:5000]}
         tags |= {"gate.champion_version": current or "", **{f"gate.{k}": v for k, v in numbers.items()}}
         for key, value in tags.items():
@@ -144,7 +164,11 @@ def apply_gate(
     decision: GateDecision, *, name: str, challenger: str, champion: str | None, state: State
 ) -> dict[str, Any]:
     """Apply the gate's decision on ``challenger`` (judged against ``champion``) and render its report with
-    both versions. Returns ``promoted``, ``reason``, ``champion_version`` and ``report`` (Markdown)."""
+    both versions, once per batch: a rerun returns what was recorded. Returns ``promoted``, ``reason``,
+    ``champion_version`` and ``report`` (Markdown)."""
+    recorded = state.journal(decision.batch).get("outcome")
+    if recorded:
+        return recorded
     outcome = promote_if_better(
         name,
         challenger,
@@ -157,4 +181,7 @@ def apply_gate(
     report = report_markdown(Decision.from_dict(decision.comparison), champion, challenger)
     if not outcome["promoted"] and decision.promote:
         report += f"\n**Not applied:** {outcome['reason']}\n"
-    return {**outcome, "report": report}
+    outcome = {**outcome, "report": report}
+    crash_point("promotion-recorded")
+    state.note(decision.batch, outcome=outcome)
+    return outcome

@@ -6,6 +6,8 @@
   later batch; challenger and champion are always judged on all of them;
 - ``corpora.json``: the corpus folders models trained on, for replay samples;
 - ``gate_history.jsonl``: every champion move (first champion, gate decision, rollback);
+- ``cycles/<batch>.json``: what a continual cycle has done (its decision, the champion move, closed), so a
+  rerun after a crash completes the cycle exactly once;
 - ``locks.db``: the sqlite promotion lock (:mod:`lmloop.promotion`).
 
 This module is the only reader and writer of these files.
@@ -22,6 +24,7 @@ import numpy as np
 
 from lmloop.contracts import Corpus
 from lmloop.data import id_array, record_trained, trained_ids
+from lmloop.files import write_text_atomic
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -30,10 +33,7 @@ def _read(path: Path, default: Any) -> Any:
 
 def _write(path: Path, payload: Any) -> None:
     """Atomically: a reader sees the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
 class State:
@@ -90,6 +90,41 @@ class State:
         self.remember_corpus(corpus)
         self.freeze_slice(corpus, slice_name)
         return record_trained(self.trained_store, id_array(corpus.split("train")["doc_id"]))
+
+    def close_cycle(self, corpus: Corpus, files: list[dict[str, str]], batch: str) -> None:
+        """The end of a continual cycle as one recorded transition: the intent is written first, then the
+        batch's training documents count as trained on, its corpus becomes a replay source, its test split a
+        frozen slice, its files are consumed (watermark), and the cycle is marked closed. Every step is
+        idempotent, and a cycle whose close was interrupted is finished by :meth:`finish_pending`."""
+        self.note(batch, closing={"corpus": corpus.root, "files": files})
+        self._finish_close(batch)
+
+    def _finish_close(self, batch: str) -> None:
+        from lmloop.faults import crash_point
+
+        closing = self.journal(batch)["closing"]
+        self.record_training_data(Corpus(root=closing["corpus"]), batch)
+        crash_point("cycle-recorded")
+        self.advance_watermark(closing["files"], batch)
+        self.note(batch, closed=True)
+
+    def finish_pending(self) -> list[str]:
+        """Complete every cycle whose close a crash interrupted; returns their batch names."""
+        pending = [
+            path.stem
+            for path in sorted((self.root / "cycles").glob("*.json"))
+            if "closing" in (entry := _read(path, {})) and not entry.get("closed")
+        ]
+        for batch in pending:
+            self._finish_close(batch)
+        return pending
+
+    # -- continual cycles in progress
+    def journal(self, batch: str) -> dict[str, Any]:
+        return _read(self.root / "cycles" / f"{batch}.json", {})
+
+    def note(self, batch: str, **entries: Any) -> None:
+        _write(self.root / "cycles" / f"{batch}.json", {**self.journal(batch), **entries})
 
     # -- champion moves
     @property

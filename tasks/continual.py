@@ -17,7 +17,14 @@ from lmloop.state import State
 
 @task
 def find_new_files(landing: str, home: Home) -> list[dict[str, str]]:
-    return continual.new_files(Path(landing), State(home.state))
+    """New landing files, copied into ``work/incoming`` (the cycle reads those copies)."""
+    return continual.new_files(Path(landing), State(home.state), home.work / "incoming")
+
+
+@task
+def start_cycle(name: str, batch: str, run: Run) -> str:
+    """The champion version this cycle starts from (the same on every rerun of the cycle)."""
+    return continual.cycle_parent(name, batch, State(run.home.state))
 
 
 @task
@@ -46,7 +53,7 @@ def judge_challenger(
     run: Run,
 ) -> GateDecision:
     state = State(run.home.state)
-    return continual.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
+    return continual.judge_once(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
 
 
 @task
@@ -71,5 +78,6 @@ def apply_decision(
 
 
 @task
-def close_cycle(files: list[dict[str, str]], batch: str, run: Run) -> None:
-    State(run.home.state).advance_watermark(files, batch)
+def close_cycle(corpus: Corpus, files: list[dict[str, str]], batch: str, run: Run) -> None:
+    """Trained ids, replay corpus, frozen slice, watermark: recorded once, whatever crashed before."""
+    State(run.home.state).close_cycle(corpus, files, batch)
