@@ -35,7 +35,7 @@ configure_environment()
 from data_checks import validate_frame  # noqa: E402
 from lmloop.config import DataConfig, ValidationConfig  # noqa: E402
 from lmloop.corpus import gate  # noqa: E402
-from lmloop.data import CHUNK_ROWS, _chunks, ingest_files, release_memory, to_frame  # noqa: E402
+from lmloop.ingest import CHUNK_ROWS, _chunks, ingest_files, release_memory, to_frame  # noqa: E402
 from lmloop.readers import Columns, read_rows  # noqa: E402
 from lmloop.sample_data import write_corpus  # noqa: E402
 from lmloop.sources import discover  # noqa: E402
@@ -94,7 +94,7 @@ def phase_read_and_validate(folder: Path, data: DataConfig, validation: Validati
                 break
             _, dt = timed(lambda frame=frame: validate_frame(frame, validation))
             validate_s += dt
-            release_memory()
+            release_memory(len(frame))
     return read_s, validate_s
 
 

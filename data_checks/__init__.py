@@ -7,6 +7,7 @@ from data_checks.text_suite import (
     file_suite,
     token_suite,
     validate_corpus,
+    validate_files,
     validate_frame,
     validate_token_lengths,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "file_suite",
     "token_suite",
     "validate_corpus",
+    "validate_files",
     "validate_frame",
     "validate_token_lengths",
 ]

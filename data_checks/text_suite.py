@@ -21,6 +21,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from data_checks.thresholds import CONTROL_CHARS, ValidationConfig
 
 _EXAMPLES = 3
+FILE_DUPLICATES = "file_duplicate_share"  # per row: the share of exact duplicates in the row's file
 _EXAMPLE_CHARS = 80
 
 
@@ -78,9 +79,10 @@ def file_suite(cfg: ValidationConfig, has_labels: bool) -> gx.ExpectationSuite:
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeBetween(column="bad_char_share", max_value=cfg.max_bad_char_share, mostly=mostly)
     )
-    # A file that repeats itself (boilerplate, a stuck logger) would teach the model to loop.
+    # A file that repeats itself (boilerplate, a stuck logger) would teach the model to loop. Checked on
+    # each row's file-level share of exact duplicates, so one run can check many files (small ones together).
     suite.add_expectation(
-        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(column="doc_id", min_value=1 - cfg.max_duplicate_rate)
+        gxe.ExpectColumnValuesToBeBetween(column=FILE_DUPLICATES, min_value=0.0, max_value=cfg.max_duplicate_rate)
     )
     if has_labels and cfg.allowed_labels:
         # A label outside the agreed set is a typo or another task's data (null = unlabelled, allowed).
@@ -147,15 +149,63 @@ def _report(frame: pd.DataFrame, result: Any) -> ValidationReport:
         failure, lines = _failure(r)
         if not r.success:
             failures.append(failure)
-        if r.expectation_config.type != "expect_column_proportion_of_unique_values_to_be_between":
+        if r.expectation_config.kwargs.get("column") != FILE_DUPLICATES:  # a file-level check drops no row
             bad_lines |= lines
     return ValidationReport(bool(result.success), len(frame), len(result.results), failures, frozenset(bad_lines))
 
 
-def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig) -> ValidationReport:
-    """Run the file suite on rows with columns text, label, source, line, doc_id, bad_char_share."""
+def _per_source(frame: pd.DataFrame, result: Any) -> dict[str, ValidationReport]:
+    """One report per file of a multi-file frame: each expectation's unexpected rows counted per file, and
+    ``mostly`` applied to each file's own rows (as if the file had been validated alone)."""
+    sources = frame["source"].unique().tolist()
+    failures: dict[str, list[Failure]] = {s: [] for s in sources}
+    bad: dict[str, set[int]] = {s: set() for s in sources}
+    for r in result.results:
+        config = r.expectation_config
+        column, mostly = config.kwargs.get("column"), config.kwargs.get("mostly") or 1.0
+        unexpected = (r.result or {}).get("unexpected_index_list") or []
+        counted = frame[column].notna().groupby(frame["source"]).sum() if column != "text" else None
+        for source in sources:
+            mine = [row for row in unexpected if row.get("source") == source]
+            if not mine:
+                continue
+            rows = int(counted[source]) if counted is not None else int((frame["source"] == source).sum())
+            shown = "text" if column in ("bad_char_share", "n_tokens", FILE_DUPLICATES) else column
+            examples = [
+                {"file": source, "line": int(row["line"]), "value": _clip(row.get(shown))} for row in mine[:_EXAMPLES]
+            ]
+            if len(mine) > (1 - mostly) * rows:
+                failures[source].append(Failure(config.type, column, len(mine), examples))
+            if column != FILE_DUPLICATES:
+                bad[source] |= {int(row["line"]) for row in mine}
+    return {
+        s: ValidationReport(
+            not failures[s], int((frame["source"] == s).sum()), len(result.results), failures[s], frozenset(bad[s])
+        )
+        for s in sources
+    }
+
+
+def with_file_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add each row's file-level share of exact duplicate documents (by ``doc_id``)."""
+    by_file = frame.groupby("source")["doc_id"]
+    share = 1.0 - by_file.transform("nunique") / by_file.transform("size")
+    return frame.assign(**{FILE_DUPLICATES: share.astype(float)})
+
+
+def validate_files(frame: pd.DataFrame, cfg: ValidationConfig) -> dict[str, ValidationReport]:
+    """The file suite on the rows of one or many files at once (columns text, label, source, line, doc_id,
+    bad_char_share), one GX run; one report per file, as if each had been validated alone."""
+    frame = with_file_duplicates(frame.reset_index(drop=True))
     has_labels = "label" in frame and frame["label"].notna().any()
-    return _report(frame, _run(frame, lambda: file_suite(cfg, has_labels), ["source", "line", "text"]))
+    result = _run(frame, lambda: file_suite(cfg, has_labels), ["source", "line", "text"])
+    return _per_source(frame, result)
+
+
+def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig) -> ValidationReport:
+    """The file suite on one file's rows (or one chunk of a large file)."""
+    (report,) = validate_files(frame, cfg).values()
+    return report
 
 
 def validate_token_lengths(frame: pd.DataFrame, cfg: ValidationConfig) -> ValidationReport:

@@ -9,30 +9,23 @@ of frozen eval sets are dropped. Raw files are only ever read.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from itertools import islice
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, concatenate_datasets
 
-from data_checks import validate_frame
-from lmloop.cleaning import bad_char_share, doc_id, normalize_text
+from lmloop.cleaning import doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
-from lmloop.files import private_tmp, write_text_atomic
-from lmloop.readers import Columns, ReadError, read_rows
-from lmloop.sources import SourceFile, discover
+from lmloop.readers import Columns, read_rows
+from lmloop.sources import discover
 
-CHUNK_ROWS = 50_000
 SCHEMA = pa.schema(
     [
         ("text", pa.string()),
@@ -44,10 +37,6 @@ SCHEMA = pa.schema(
     ]
 )
 _HASH_CHUNK = 1 << 20
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
-except OSError:  # not glibc (macOS, musl): the allocator manages on its own
-    _LIBC = None
 
 
 @dataclass
@@ -94,103 +83,6 @@ def settings_key(data: DataConfig, validation: ValidationConfig) -> str:
         "version": 1,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _chunks(rows: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def to_frame(rows: list[tuple], source: SourceFile, data: DataConfig) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["line", "text", "label", "record_id"])
-    frame["text"] = [
-        normalize_text(t, data.nfc, data.clean_whitespace) if isinstance(t, str) else None for t in frame["text"]
-    ]
-    frame["source"] = source.uri
-    frame["doc_id"] = [doc_id(t) if isinstance(t, str) else "" for t in frame["text"]]
-    frame["bad_char_share"] = bad_char_share(frame["text"].fillna(""))
-    return frame
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS. glibc keeps arenas of many short-lived strings otherwise, and
-    RSS creeps up file after file (measured: +30 MB per 20 MB file without this, flat with it)."""
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _check_file(
-    source: SourceFile, report: FileReport, data: DataConfig, validation: ValidationConfig, shard: Path
-) -> None:
-    """Stream one file through cleaning and the GX file suite into ``shard``."""
-    cols = Columns(data.text_column, data.label_column, data.id_column)
-    tmp = private_tmp(shard)  # two runs on the same file write their own copies; the last rename wins
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
-            for rows in _chunks(read_rows(source, cols), CHUNK_ROWS):
-                frame = to_frame(rows, source, data)
-                result = validate_frame(frame, validation)
-                report.rows_read += len(frame)
-                if not result.success:
-                    report.failures.extend(asdict(f) for f in result.failures)
-                    report.reasons.extend(f.message() for f in result.failures)
-                keep = frame[~frame["line"].isin(result.bad_lines) & frame["text"].notna()]
-                report.rows_accepted += len(keep)
-                writer.write_table(pa.Table.from_pandas(keep[SCHEMA.names], schema=SCHEMA, preserve_index=False))
-                del frame, keep, result
-                release_memory()
-        report.rows_rejected = report.rows_read - report.rows_accepted
-        if report.failures:
-            report.status = "rejected"
-        elif report.rows_read == 0:
-            report.reject("empty: no documents in the file")
-        if report.status == "accepted":
-            tmp.replace(shard)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def process_file(source: SourceFile, data: DataConfig, validation: ValidationConfig, cache: Path) -> FileReport:
-    """Read, clean and validate one raw file, reusing the cached result for unchanged content."""
-    sha, size = sha256_uri(source.uri)
-    key = f"{sha[:32]}-{settings_key(data, validation)}"
-    cached = cache / f"{key}.json"
-    if cached.exists():
-        report = FileReport(**json.loads(cached.read_text()))
-        report.uri = source.uri
-        return report
-    cache.mkdir(parents=True, exist_ok=True)
-    report = FileReport(uri=source.uri, sha256=sha, size=size, format=source.format)
-    shard = cache / f"{key}.arrow"
-    try:
-        _check_file(source, report, data, validation, shard)
-    except ReadError as exc:
-        report.reject(str(exc))
-    if report.status == "accepted":
-        report.shard = str(shard)
-    write_text_atomic(cached, json.dumps(asdict(report)))
-    return report
-
-
-def apply_storage_options(data: DataConfig) -> None:
-    """Hand ``data.storage_options`` (credentials) to fsspec as per-protocol defaults, in this process only."""
-    import fsspec.config
-
-    for protocol, options in data.storage_options.items():
-        fsspec.config.conf.setdefault(protocol, {}).update({k: v.get_secret_value() for k, v in options.items()})
-
-
-def ingest_files(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
-    """A report per raw file; files refused for path safety are reported as rejected, unread, and paths that
-    are not data files (hidden, unsupported, symlinked folders) as skipped, with the reason."""
-    apply_storage_options(data)
-    files, refused = discover(sources, data.roots)
-    reports = [
-        FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused
-    ]
-    return reports + [process_file(f, data, validation, cache) for f in files]
 
 
 def frozen_eval_ids(paths: list[str], data: DataConfig) -> set[str]:

@@ -16,7 +16,7 @@ from data_checks import validate_token_lengths
 from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
 from lmloop.contracts import Blocks, Corpus, Ingested, TokenizerRef
 from lmloop.corpus import DataValidationError, gate
-from lmloop.data import ingest_files
+from lmloop.ingest import ingest_files
 from lmloop.packing import pack
 from lmloop.state import State
 from lmloop.token_cache import corpus_tokens

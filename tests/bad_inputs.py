@@ -16,7 +16,7 @@ EXPECTED = {
     "no_text_field.jsonl": "expect_column_values_to_not_be_null",
     "no_column.csv": "no column 'text'",
     "one_5mb_line.txt": "expect_column_value_lengths_to_be_between",
-    "identical_lines.jsonl": "expect_column_proportion_of_unique_values_to_be_between",
+    "identical_lines.jsonl": "file_duplicate_share",
     "leaks_eval.jsonl": "leakage",
     "escapes_root.txt": "outside the data roots",
 }

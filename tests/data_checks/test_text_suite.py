@@ -48,7 +48,8 @@ def test_bad_rows_name_expectation_file_line_and_example() -> None:
 
 def test_duplicate_ceiling() -> None:
     report = validate_frame(_frame(["same"] * 9 + ["other"]), CFG)
-    assert list(_failed(report)) == ["expect_column_proportion_of_unique_values_to_be_between"]
+    assert list(_failed(report)) == ["expect_column_values_to_be_between"]  # on each row's file duplicate share
+    assert report.failures[0].column == "file_duplicate_share" and report.bad_lines == set(), "the file, not rows"
     assert validate_frame(_frame(["same"] * 2 + ["other", "more"]), CFG).success
 
 

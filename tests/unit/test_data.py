@@ -8,7 +8,8 @@ from datasets import Dataset
 
 from lmloop.cleaning import doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
-from lmloop.data import ingest_files, manifest_digest, split_of
+from lmloop.data import manifest_digest, split_of
+from lmloop.ingest import ingest_files
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceError, SourceFile, discover
 
@@ -68,7 +69,7 @@ def test_manifest_records_hash_size_format_rows_and_raw_is_untouched(tmp_path: P
 def test_unchanged_files_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_jsonl(tmp_path / "a.jsonl", ["one", "two"])
     first = _ingest(tmp_path, str(tmp_path / "a.jsonl"))
-    monkeypatch.setattr("lmloop.data._check_file", lambda *a: pytest.fail("re-read an unchanged file"))
+    monkeypatch.setattr("lmloop.ingest.read_rows", lambda *a: pytest.fail("re-read an unchanged file"))
     assert _ingest(tmp_path, str(tmp_path / "a.jsonl"))[0].shard == first[0].shard
 
 

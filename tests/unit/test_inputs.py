@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.corpus import DataValidationError, gate
-from lmloop.data import ingest_files
+from lmloop.ingest import ingest_files
 from lmloop.sources import SourceError, format_of
 
 VALID = ValidationConfig(min_rows=1)
@@ -93,3 +93,30 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
     assert "evil\\n" in console[1]
     table = [line for line in (tmp_path / "out" / "validation.md").read_text().splitlines() if line.startswith("| `")]
     assert len(table) == 2 and all(line.count(" | ") == 5 for line in table), table
+
+
+def test_small_files_checked_together_get_the_reports_they_would_get_alone(tmp_path: Path) -> None:
+    """Small files share one GX run; each still gets its own verdict, failures, dropped lines and shard."""
+    from lmloop.ingest import process_file, process_small_files
+    from lmloop.sources import discover
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a_good.txt").write_text("\n\n".join(TEXTS))
+    (data / "b_control.jsonl").write_text(
+        json.dumps({"text": "bad \x00 byte"}) + "\n" + json.dumps({"text": "fine"}) + "\n"
+    )
+    (data / "c_repeats.jsonl").write_text("".join(json.dumps({"text": "same"}) + "\n" for _ in range(6)))
+    (data / "d_empty.txt").write_text("")
+    (data / "e_good.jsonl").write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(5)))
+    files, _ = discover([str(data)])
+    lenient = ValidationConfig(min_rows=1, mostly=0.5)
+    for validation in (VALID, lenient):
+        together = process_small_files(files, DataConfig(), validation, tmp_path / f"together-{validation.mostly}")
+        alone = [process_file(f, DataConfig(), validation, tmp_path / f"alone-{validation.mostly}") for f in files]
+        strip = [(r.status, r.rows_read, r.rows_accepted, r.reasons) for r in together]
+        assert strip == [(r.status, r.rows_read, r.rows_accepted, r.reasons) for r in alone], validation
+        for mine, theirs in zip(together, alone, strict=True):
+            if mine.shard:
+                assert _texts(mine) == _texts(theirs)
+    assert [r.status for r in together] == ["accepted", "accepted", "rejected", "rejected", "accepted"]
