@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,8 +72,51 @@ def _load(config: str | None, overrides: list[str] | None) -> Any:
         raise typer.Exit(2) from exc
 
 
+@contextmanager
+def _prefect_api() -> Iterator[None]:
+    """The Prefect API the flow reports to: ``PREFECT_API_URL`` when set, else a temporary server of this
+    command's own on loopback, which dies with this process however it ends (kill -9 included), and which
+    a Ctrl-C or SIGTERM does not stop before the flow has reported its last state."""
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from lmloop.servers import free_port, guarded, prefect_server_command, start, stop, wait_http
+
+    home = settings.home()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    server = start(guarded(prefect_server_command("127.0.0.1", port)), home.path / ".prefect" / "server.log")
+    record = home.path / ".prefect" / "lmloop-server.json"
+    record.write_text(json.dumps({"guard_pid": server.pid, "url": url}))
+    try:
+        wait_http(f"{url}/health", 180, server)
+    except (TimeoutError, RuntimeError) as exc:
+        stop(server)
+        console.print(f"[red]the temporary Prefect server did not start:[/red] {exc}")
+        console.print(
+            "Start one yourself and point lmloop at it: `prefect server start` (or `lmloop ui`), then "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+        raise typer.Exit(1) from exc
+    os.environ["PREFECT_API_URL"] = url
+    # Stopped at interpreter exit, after Prefect has drained its log and event queues into it (a server
+    # stopped earlier leaves those workers retrying a dead address); the guard covers every other ending.
+    atexit.register(lambda: (stop(server, timeout=6), record.unlink(missing_ok=True)))
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
 def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
     """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1."""
+    with _prefect_api():
+        return _run_flow_on_api(call, as_json)
+
+
+def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     from lmloop.corpus import DataValidationError

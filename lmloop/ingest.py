@@ -27,10 +27,11 @@ from lmloop.files import private_tmp, write_text_atomic
 from lmloop.progress import progress
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceFile, discover
+from lmloop.stopping import StopRequest
 
 CHUNK_ROWS = 50_000
 SMALL_FILE = 256 * 1024  # bytes: files up to this size are checked together
-SMALL_GROUP = 2_000  # files per group
+SMALL_GROUP = 500  # files per group (~1.5 s: a stop request waits at most that)
 RELEASE_ROWS = 200_000  # rows between hand-backs of freed heap to the OS
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
@@ -227,8 +228,9 @@ def ingest_files(sources: list[str], data: DataConfig, validation: ValidationCon
     reports = [
         FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused
     ]
-    with progress("ingest", len(files), "files") as advance:
+    with StopRequest() as stop, progress("ingest", len(files), "files") as advance:
         for group, small in _groups(files):
+            stop.check("between files while ingesting: files done so far are cached, a rerun goes on")
             if small:
                 reports += process_small_files(group, data, validation, cache)
             else:

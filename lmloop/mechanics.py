@@ -6,7 +6,6 @@ Kept apart from :mod:`lmloop.train` so the loop itself reads top to bottom.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -19,6 +18,9 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedModel
 
 from lmloop.config import TrainConfig
+from lmloop.stopping import StopRequest
+
+__all__ = ["StopRequest"]  # the training loop's stop request (lmloop.stopping)
 
 
 class EpochSampler(Sampler[int]):
@@ -35,28 +37,6 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.size
-
-
-class StopRequest:
-    """SIGTERM sets a flag; the loop checkpoints at the next step boundary and stops."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> StopRequest:
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler, still crash-safe via periodic checkpoints
-            self._previous = None
-        return self
-
-    def _handle(self, *_: object) -> None:
-        self.requested = True
-
-    def __exit__(self, *_: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def is_main_process() -> bool:

@@ -62,6 +62,11 @@ def prefect_server_command(host: str, port: int) -> list[str]:
     return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
 
 
+def guarded(command: list[str]) -> list[str]:
+    """``command`` under :mod:`lmloop.guard`: it dies with the process that starts it, even on kill -9."""
+    return [sys.executable, "-m", "lmloop.guard", *command]
+
+
 def start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A server in its own session (so :func:`stop` can reach its workers), output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
