@@ -188,27 +188,6 @@ def probe_comparison(
     return compared, {"documents": len(texts), **summary}
 
 
-def judge_once(
-    champion: BaseModelRef,
-    challenger: TrainedModel,
-    corpus: Corpus,
-    *,
-    batch: str,
-    gate: ContinualConfig,
-    state: State,
-    limits: EvalConfig,
-) -> GateDecision:
-    """The batch's decision, made once: a rerun after a crash reuses the recorded one (after a promotion the
-    champion *is* the challenger, so judging again would compare a model with itself)."""
-    recorded = state.journal(batch).get("decision")
-    if recorded:
-        return GateDecision(**recorded)
-    decision = judge(champion, challenger, corpus, batch=batch, gate=gate, state=state, limits=limits)
-    state.note(batch, decision=decision.model_dump(mode="json"))
-    crash_point("judged")
-    return decision
-
-
 def judge(
     champion: BaseModelRef,
     challenger: TrainedModel,
@@ -221,8 +200,12 @@ def judge(
 ) -> GateDecision:
     """Score champion and challenger on the new batch's test split and every frozen slice (each capped by
     ``limits``, the same documents for both), at the block size both were trained with (the champion's);
-    decide. ``gate.classification`` adds the linear-probe criterion."""
+    decide. ``gate.classification`` adds the linear-probe criterion. The decision is made once per batch: a
+    rerun after a crash reuses the recorded one (after its promotion the champion *is* the challenger)."""
     from transformers import AutoModelForCausalLM
+
+    if recorded := state.journal(batch).get("decision"):
+        return GateDecision(**recorded)
 
     from lmloop.gate import decide
     from lmloop.tokenizer import load_tokenizer
@@ -253,7 +236,7 @@ def judge(
         }
         for name, t in texts.items()
     }
-    return GateDecision(
+    verdict = GateDecision(
         promote=decision.promote,
         reason=decision.reason,
         batch=batch,
@@ -261,3 +244,6 @@ def judge(
         comparison=decision.to_dict(),
         probe=probe,
     )
+    state.note(batch, decision=verdict.model_dump(mode="json"))
+    crash_point("judged")
+    return verdict

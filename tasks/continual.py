@@ -53,7 +53,7 @@ def judge_challenger(
     run: Run,
 ) -> GateDecision:
     state = State(run.home.state)
-    return continual.judge_once(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
+    return continual.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
 
 
 @task
