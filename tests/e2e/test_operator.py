@@ -81,6 +81,7 @@ def test_help_everywhere() -> None:
 def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: dict, tmp_path: Path) -> None:
     mlflow_port, prefect_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow exports the last URI this process used: the home's store, please
     ui = subprocess.Popen(
         [*LMLOOP, "ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
         env=env,

@@ -24,7 +24,8 @@ POINTS = ["judged", "promotion-moved", "promotion-recorded", "cycle-recorded"]
 
 def _lmloop(args: list[str], home: Path, api: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_API_URL": api}
-    env.pop("LMLOOP_CRASH_AT", None)
+    for key in ("LMLOOP_CRASH_AT", "MLFLOW_TRACKING_URI"):  # MLflow exports the last URI this process used
+        env.pop(key, None)
     if crash_at:
         env["LMLOOP_CRASH_AT"] = crash_at
     sets = [a for s in SETS for a in ("--set", s)]
