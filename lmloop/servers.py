@@ -109,9 +109,10 @@ def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, 
             prefect_url = f"http://{host}:{prefect_port}"
             server = start(prefect_server_command(host, prefect_port), logs / "prefect-server.log")
             children.append(("Prefect UI", server, prefect_url))
-        wait_http(f"{mlflow_url}/health", process=children[0][1])
+        # a fresh Prefect home migrates its database first: minutes on a busy 2-core machine
+        wait_http(f"{mlflow_url}/health", 300, process=children[0][1])
         if prefect_port is not None:
-            wait_http(f"{children[1][2]}/api/health", process=children[1][1])
+            wait_http(f"{children[1][2]}/api/health", 300, process=children[1][1])
         for label, _, url in children:
             console.print(f"{label}: [bold]{url}[/bold]")
         if prefect_port is not None:
@@ -132,4 +133,4 @@ def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, 
         return 1
     finally:
         for _, process, _ in children:
-            stop(process)
+            stop(process, timeout=10)
