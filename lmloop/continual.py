@@ -7,7 +7,6 @@ token ids come from the content-addressed cache. Every folder is an argument.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -155,11 +154,6 @@ def score_slices(
     }
 
 
-def slice_texts(path: Path) -> list[tuple[str, str]]:
-    """``(text, doc_id)`` of every document of a frozen slice."""
-    return [(row["text"], row["doc_id"]) for row in map(json.loads, filter(str.strip, path.open()))]
-
-
 def _capped(docs: list[tuple[str, str]], tokenizer: Any, limits: EvalConfig) -> list[str]:
     texts, ids = [t for t, _ in docs], [d for _, d in docs]
     return [texts[i] for i in eval_sample(texts, ids, tokenizer, limits.max_documents, limits.max_tokens)]
@@ -167,7 +161,7 @@ def _capped(docs: list[tuple[str, str]], tokenizer: Any, limits: EvalConfig) -> 
 
 def labelled_documents(corpus: Corpus, state: State) -> tuple[list[str], list[str]]:
     """Every labelled document of the frozen slices and the new batch's test split."""
-    rows = [json.loads(line) for path in state.frozen_slices().values() for line in path.open() if line.strip()]
+    rows = [row for rows in state.slice_rows().values() for row in rows]
     test = corpus.split("test")
     rows += [{"text": t, "label": lab} for t, lab in zip(test["text"], test["label"], strict=True)]
     labelled = [(r["text"], str(r["label"])) for r in rows if r.get("label") not in (None, "")]
@@ -213,7 +207,7 @@ def judge(
     tokenizer = load_tokenizer(challenger.dir)
     test = corpus.split("test")
     docs = {batch: list(zip(test["text"], test["doc_id"], strict=True))}
-    docs |= {name: slice_texts(path) for name, path in state.frozen_slices().items()}
+    docs |= {name: [(r["text"], r["doc_id"]) for r in rows] for name, rows in state.slice_rows().items()}
     texts = {name: _capped(rows, tokenizer, limits) for name, rows in docs.items()}
     block = champion.model.block_size
     models = {

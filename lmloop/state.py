@@ -66,6 +66,13 @@ class State:
     def frozen_slices(self) -> dict[str, Path]:
         return {p.stem: p for p in sorted(self.slices_dir.glob("*.jsonl"))}
 
+    def slice_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Every frozen slice's documents (``text``, ``label``, ``doc_id``), by slice name."""
+        return {
+            name: [json.loads(line) for line in path.open() if line.strip()]
+            for name, path in self.frozen_slices().items()
+        }
+
     def freeze_slice(self, corpus: Corpus, name: str) -> Path:
         """The corpus' test split becomes a frozen eval slice for every later cycle."""
         test = corpus.split("test").select_columns(["text", "label", "doc_id"])
