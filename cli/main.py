@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from rich.table import Table
 
 from lmloop import settings
 from lmloop.config import ConfigError, load_config
+from lmloop.errors import UserError
+from lmloop.preflight import check_data, check_model
 
 app = typer.Typer(
     help="Keep a language model learning: validate text, train, evaluate and register LMs.", no_args_is_help=True
@@ -39,9 +42,39 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a conf
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON summary object as the last stdout line.")]
 
 
+DEBUG = {"on": False}
+
+
 @app.callback()
-def main() -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for user errors too.")] = False,
+) -> None:
     settings.configure_environment()
+    DEBUG["on"] = debug
+
+
+def _user_error(exc: BaseException, what: str = "error") -> typer.Exit:
+    """One line naming the cause and the fix; the traceback only with --debug. Exit code 2."""
+    console.print(f"[red]{what}:[/red] {exc}")
+    if DEBUG["on"]:
+        console.print_exception()
+    return typer.Exit(2)
+
+
+class _QuietUserErrors(logging.Filter):
+    """Prefect logs a failed task or flow with its traceback; for a user's mistake the message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError) and not DEBUG["on"]:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_prefect_tracebacks() -> None:
+    import prefect  # noqa: F401  (configures Prefect's handlers)
+
+    for handler in logging.getLogger("prefect").handlers:
+        handler.addFilter(_QuietUserErrors())
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -68,8 +101,17 @@ def _load(config: str | None, overrides: list[str] | None) -> Any:
     try:
         return load_config(config, overrides, settings.preset_dirs())
     except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _user_error(exc, "config error") from exc
+
+
+def _preflight(check: Any, as_json: bool) -> None:
+    """A check that needs no Prefect server and opens no MLflow run: a mistake is told at once."""
+    try:
+        check()
+    except UserError as exc:
+        if as_json:
+            _emit_json({"status": "error", "error": str(exc), "model_version": None})
+        raise _user_error(exc) from exc
 
 
 @contextmanager
@@ -79,14 +121,19 @@ def _prefect_api() -> Iterator[None]:
     a Ctrl-C or SIGTERM does not stop before the flow has reported its last state."""
     import os
 
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from lmloop.servers import free_port, guarded, prefect_server_command, running_prefect_api, start, stop, wait_http
+
+    home = settings.home()
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from lmloop.servers import free_port, guarded, prefect_server_command, start, stop, wait_http
-
-    home = settings.home()
+    if running := running_prefect_api(home.path):  # `lmloop ui` serves this home: report there
+        os.environ["PREFECT_API_URL"] = running
+        with temporary_settings(updates={PREFECT_API_URL: running}):
+            yield
+        return
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server = start(guarded(prefect_server_command("127.0.0.1", port)), home.path / ".prefect" / "server.log")
@@ -98,8 +145,9 @@ def _prefect_api() -> Iterator[None]:
         stop(server)
         console.print(f"[red]the temporary Prefect server did not start:[/red] {exc}")
         console.print(
-            "Start one yourself and point lmloop at it: `prefect server start` (or `lmloop ui`), then "
-            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+            "Start one that lmloop commands share instead: `lmloop ui` in another terminal (its Prefect server is "
+            "used automatically), or a team server and export PREFECT_API_URL=http://HOST:4200/api. "
+            f"The server's log: {home.path / '.prefect' / 'server.log'}"
         )
         raise typer.Exit(1) from exc
     os.environ["PREFECT_API_URL"] = url
@@ -111,9 +159,24 @@ def _prefect_api() -> Iterator[None]:
 
 
 def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
-    """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1."""
-    with _prefect_api():
-        return _run_flow_on_api(call, as_json)
+    """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1 (2 for a
+    user's mistake, 130 when interrupted)."""
+    _quiet_prefect_tracebacks()
+    try:
+        with _prefect_api():
+            return _run_flow_on_api(call, as_json)
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]interrupted[/yellow] ({exc or 'Ctrl-C'}); the MLflow run is marked KILLED.")
+        console.print(f"Resume where it stopped with the same command: {_same_command()}", soft_wrap=True, markup=False)
+        if as_json:
+            _emit_json({"status": "interrupted", "error": str(exc), "model_version": None})
+        raise typer.Exit(130) from exc
+
+
+def _same_command() -> str:
+    import shlex
+
+    return shlex.join(["lmloop", *sys.argv[1:]])
 
 
 def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
@@ -123,8 +186,12 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
 
     try:
         return call()
+    except UserError as exc:
+        if as_json:
+            _emit_json({"status": "error", "error": str(exc), "model_version": None})
+        raise _user_error(exc) from exc
     except DataValidationError as exc:
-        console.print(f"[red]data rejected[/red] — {exc}")
+        console.print(f"[red]data rejected[/red] — {exc.details}")
         if as_json:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
@@ -135,11 +202,18 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
         if as_json:
             _emit_json({"status": "failed", "error": message, "model_version": None})
         raise typer.Exit(1) from exc
-    except (ValueError, RuntimeError, OSError) as exc:  # SourceError, ReadError, a failed stage
+    except (ValueError, RuntimeError, OSError) as exc:  # a failed stage (a bug shows its traceback above)
         console.print(f"[red]failed:[/red] {exc}")
         if as_json:
             _emit_json({"status": "failed", "error": str(exc), "model_version": None})
         raise typer.Exit(1) from exc
+
+
+def _sources(data: list[str] | None, cfg: Any) -> list[str]:
+    sources = list(data or cfg.data.sources)
+    if not sources:
+        raise UserError("no data: pass --data PATH (a file, folder or glob; repeatable) or set data.sources")
+    return sources
 
 
 @app.command()
@@ -152,6 +226,7 @@ def run(
 ) -> None:
     """Run the full training flow: ingest, validate, split, tokenizer, pack, pretrain, evaluate, register."""
     cfg = _load(config, set_)
+    _preflight(lambda: check_data(_sources(data, cfg), cfg.data), as_json)
     from flows.training import training_flow
 
     result = _run_flow(lambda: training_flow(config=cfg, data=data, run_name=run_name), as_json)
@@ -177,6 +252,8 @@ def finetune(
         console.print(f"[red]--task must be lm or classification, not {task!r}[/red]")
         raise typer.Exit(2)
     cfg = _load(config, set_)
+    _preflight(lambda: check_data(_sources(data, cfg), cfg.data), as_json)
+    _preflight(lambda: check_model(cfg.registry.model_name, base), as_json)
     from flows.finetune import finetune_flow
 
     result = _run_flow(lambda: finetune_flow(task=task, config=cfg, data=data, base=base, lora=lora), as_json)
@@ -187,6 +264,11 @@ def finetune(
             f"accuracy {m['accuracy']:.3f} (baseline TF-IDF + LR {m['baseline_accuracy']:.3f}), "
             f"macro-F1 {m['macro_f1']:.3f} (baseline {m['baseline_macro_f1']:.3f})"
         )
+        if result.get("not_promoted"):
+            console.print(
+                f"[yellow]registered without an alias:[/yellow] {result['not_promoted']}. Use the baseline, or "
+                "train longer / on more text; a version can still be aliased by hand in MLflow."
+            )
     if as_json:
         _emit_json({"status": "ok", **result})
 
@@ -202,18 +284,39 @@ def continual(
 ) -> None:
     """One continual-learning cycle: new files -> replay mix -> warm start from @champion -> gate -> promote?"""
     cfg = _load(config, set_)
-    from flows.continual import continual_flow
+    landing = Path(incoming or cfg.continual.landing or settings.home().landing)
+    result = _nothing_to_do(landing, cfg.registry.model_name)
+    if result is None:
+        from flows.continual import continual_flow
 
-    result = _run_flow(lambda: continual_flow(config=cfg, incoming=incoming), as_json)
+        result = _run_flow(lambda: continual_flow(config=cfg, incoming=incoming), as_json)
     verdict = {None: "nothing to do", True: "PROMOTED", False: "not promoted"}[result["promoted"]]
-    console.print(f"continual: {verdict} — {result['reason']}")
+    console.print(f"continual: {verdict} — {result['reason']}", style="yellow" if result.get("warning") else None)
     for name, numbers in result["slices"].items():
         console.print(
-            f"  {name}: champion {numbers['champion_bits_per_byte']:.4f} vs challenger "
+            f"  {name}: previous champion v{result['previous_champion']} "
+            f"{numbers['previous_champion_bits_per_byte']:.4f} vs challenger v{result['challenger']} "
             f"{numbers['challenger_bits_per_byte']:.4f} bits/byte ({numbers['documents']} docs)"
         )
     if as_json:
         _emit_json(result)
+
+
+def _nothing_to_do(landing: Path, name: str) -> dict[str, Any] | None:
+    """A cycle's summary when there is nothing for it to do and no Prefect server is up to record it: told
+    in a moment, without starting one. None when the flow should run."""
+    import os
+
+    from lmloop.landing import has_work, nothing_new
+    from lmloop.servers import running_prefect_api
+    from lmloop.state import State
+
+    home = settings.home()
+    if os.environ.get("PREFECT_API_URL") or running_prefect_api(home.path) or has_work(landing, State(home.state)):
+        return None
+    from lmloop import tracking
+
+    return nothing_new(landing, tracking.alias_version(name, "champion"))
 
 
 @app.command()
@@ -253,6 +356,9 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="Version to make champion; default @previous_champion.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also to a version the gate rejected (its reason is recorded).")
+    ] = False,
     config: ConfigOpt = "tiny",
     set_: SetOpt = None,
     as_json: JsonOpt = False,
@@ -263,8 +369,10 @@ def rollback(
     from lmloop.state import State
 
     try:
-        result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to)
-    except Exception as exc:  # unknown version, no previous champion, store unreachable
+        result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to, force=force)
+    except UserError as exc:  # unknown version, no previous champion, a rejected version without --force
+        raise _user_error(exc, "rollback refused") from exc
+    except Exception as exc:  # the store is unreachable
         console.print(f"[red]rollback failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(
@@ -310,7 +418,7 @@ def status(
 
     info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
     table = Table(title=f"{info['model_name']} ({info['versions']} versions) — {info['tracking_uri']}")
-    for column in ("alias", "version", "created", "parent", "bits/byte", "perplexity", "gate"):
+    for column in ("alias", "version", "created", "parent", "bits/byte*", "perplexity*", "gate"):
         table.add_column(column)
     for alias, v in info["aliases"].items():
         if v is None:
@@ -328,6 +436,14 @@ def status(
             v["gate_decision"] or "",
         )
     console.print(table)
+    console.print("[dim]* on each version's own test split: different documents, not comparable across rows[/dim]")
+    for cmp in info["comparisons"]:
+        console.print(f"v{cmp['version']} vs v{cmp['against']} on the slices the gate scored both on (bits/byte):")
+        for slice_, bpb in sorted(cmp["slices"].items()):
+            if {"champion", "challenger"} <= bpb.keys():
+                console.print(
+                    f"  {slice_}: v{cmp['version']} {bpb['challenger']:.4f} vs v{cmp['against']} {bpb['champion']:.4f}"
+                )
     for event in info["gate_decisions"]:
         what = (
             f"rollback v{event.get('from')} -> v{event.get('to')}"
@@ -372,11 +488,12 @@ def generate(
 
     name = cfg.registry.model_name
     try:
-        version = alias if alias.isdigit() else tracking.alias_version(name, alias)
-        if version is None:
-            raise ValueError(f"model {name!r} has no alias {alias!r}: train one first (lmloop run)")
+        version = check_model(name, alias)
+    except UserError as exc:
+        raise _user_error(exc) from exc
+    try:
         local = tracking.fetch_model(name, version, settings.home().cache / "models" / name / version)
-    except Exception as exc:  # unknown alias/version, store unreachable
+    except Exception as exc:  # the store is unreachable
         console.print(f"[red]generate failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     model = AutoModelForCausalLM.from_pretrained(local["model_dir"])
@@ -398,8 +515,8 @@ def ui(
     """Start the MLflow UI on the project's store and the Prefect server; print both URLs; Ctrl-C stops both."""
     from lmloop.servers import run_ui
 
-    logs = settings.home().path / "logs"
-    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console, logs))
+    home = settings.home().path
+    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console, home / "logs", home))
 
 
 @config_app.command("show")
@@ -414,10 +531,13 @@ def config_show(
     from lmloop.config import env_overrides, resolve_preset
 
     cfg = _load(config, set_)
-    console.print(
-        f"[dim]# from {resolve_preset(config, settings.preset_dirs())}; environment: {env_overrides() or 'none'}; --set: {set_ or 'none'}[/dim]"
-    )
-    console.print(f"[dim]# LMLOOP_HOME={settings.home().root}  tracking URI={settings.tracking_uri()}[/dim]")
+    comments = [  # one line each however narrow the terminal: a wrapped comment would run into the YAML
+        f"# from {resolve_preset(config, settings.preset_dirs())}; environment: {env_overrides() or 'none'}; "
+        f"--set: {set_ or 'none'}",
+        f"# LMLOOP_HOME={settings.home().root}  tracking URI={settings.tracking_uri()}",
+    ]
+    for comment in comments:
+        console.print(comment, style="dim", soft_wrap=True, markup=False, highlight=False)
     payload = cfg.model_dump(mode="json")
     sys.stdout.write(yaml.safe_dump(payload, sort_keys=False))
     if as_json:

@@ -16,7 +16,11 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 
 from data_checks.thresholds import CONTROL_CHARS, ValidationConfig
 
@@ -132,7 +136,9 @@ def _failure(result: Any) -> tuple[Failure, set[int]]:
 
 def _run(frame: pd.DataFrame, build: Callable[[], gx.ExpectationSuite], index_columns: list[str]) -> Any:
     """Validate ``frame`` in a fresh ephemeral context (GX needs the context before the suite exists)."""
-    context = gx.get_context(mode="ephemeral")
+    # in memory, no Data Docs site: GX's default ephemeral context makes a temporary docs folder every time
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suite = build()
     asset = context.data_sources.add_pandas("lmloop").add_dataframe_asset("documents")

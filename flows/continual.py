@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
+from lmloop.errors import NoModel
+from lmloop.landing import nothing_new as nothing_to_do
 from lmloop.runs import run_key
 from lmloop.state import State
 from tasks.continual import (
@@ -22,7 +25,7 @@ from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_lm
 from tasks.register import register_model
-from tasks.tracking import tracked_run
+from tasks.tracking import stage_run, tracked_run
 
 
 def _cycle_config(config: PipelineConfig, state: State, batch: str) -> PipelineConfig:
@@ -38,24 +41,21 @@ def continual_flow(
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
     incoming: str | None = None,
 ) -> dict[str, Any]:
-    """One cycle. With nothing new it returns at once (``promoted`` is None)."""
+    """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why).
+
+    The summary names each version for what it is: ``previous_champion`` (the champion this cycle started
+    from and was judged against), ``challenger`` (trained here), ``champion`` (after the decision)."""
     home = settings.home()
     landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name
     fresh = find_new_files(landing, home)
     if not fresh:
-        champion = tracking.alias_version(name, "champion")
-        return {
-            "new_files": [],
-            "promoted": None,
-            "reason": f"nothing new in {landing}",
-            "champion_version": champion,
-            "challenger_version": None,
-            "slices": {},
-        }
+        return nothing_new(landing, name)
+    if tracking.alias_version(name, "champion") is None:
+        raise NoModel(f"{name!r} has no champion yet: train one first (lmloop run), then cycles continue it")
     sources = [f["staged"] for f in fresh]
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
-    with tracked_run(config, "continual", sources, home, batch_key) as run:
+    with tracked_run(config, f"continual-{batch_key[:8]}", sources, home, batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
         cfg = _cycle_config(config, State(home.state), batch)
         parent = start_cycle(name, batch, run)
@@ -64,22 +64,50 @@ def continual_flow(
         corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
         corpus = split_data(corpus, data=cfg.data, sources=sources, run=run)
         mix = mix_and_pack(corpus, champion, replay_ratio=cfg.continual.replay_ratio, seed=cfg.train.seed, run=run)
-        trained = finetune_lm(mix, champion, train_cfg=cfg.finetune, lora=False, run=run)
-        trained = evaluate_model(trained, corpus=corpus, blocks=mix, cfg=cfg.eval, sources=sources, run=run)
+        with stage_run(run, "train") as child:
+            trained = finetune_lm(mix, champion, train_cfg=cfg.finetune, lora=False, run=child)
+        with stage_run(run, "evaluate") as child:
+            trained = evaluate_model(trained, corpus=corpus, blocks=mix, cfg=cfg.eval, sources=sources, run=child)
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": cfg.digest(), "run_id": run.run_id}
         tags |= {"parent_version": champion.version, "continual_batch": batch}
         challenger = register_model(trained, name=name, tags=tags, run=run)
-        verdict = judge_challenger(champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=run)
-        outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=run)
+        with stage_run(run, "gate") as child:
+            verdict = judge_challenger(
+                champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=child
+            )
+            outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=child)
         close_cycle(corpus, fresh, batch, run)
     return {
         "new_files": sources,
         "promoted": outcome["promoted"],
         "reason": outcome["reason"],
-        "champion_version": outcome["champion_version"],
-        "challenger_version": challenger.model_version,
-        "slices": verdict.slices,
+        "previous_champion": champion.version,
+        "challenger": challenger.model_version,
+        "champion": outcome["champion_version"],
+        "slices": {slice_: _named(numbers) for slice_, numbers in verdict.slices.items()},
         "classification": verdict.probe,
         "run_id": run.run_id,
         "mix": {k: mix.counts[k] for k in ("new_documents", "replay_documents")},
     }
+
+
+def _named(numbers: dict[str, Any]) -> dict[str, Any]:
+    """A slice's figures named for the versions they belong to (the judge calls the parent "champion")."""
+    return {
+        k.replace("champion_", "previous_champion_", 1) if k.startswith("champion_") else k: v
+        for k, v in numbers.items()
+    }
+
+
+def nothing_new(landing: str, name: str) -> dict[str, Any]:
+    """The summary of a cycle with nothing to do; its reason goes to the flow run's log, as a warning (and
+    a Prefect artifact) when the landing folder is missing."""
+    summary = nothing_to_do(Path(landing), tracking.alias_version(name, "champion"))
+    if summary["warning"]:
+        get_run_logger().warning(summary["warning"])
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(f"**Warning:** {summary['warning']}", key="continual-warning")
+    else:
+        get_run_logger().info(summary["reason"])
+    return summary

@@ -8,6 +8,8 @@ from prefect import flow
 
 from lmloop import settings
 from lmloop.config import PipelineConfig
+from lmloop.errors import UserError
+from lmloop.preflight import check_data
 from lmloop.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
@@ -30,10 +32,11 @@ def training_flow(
     """
     sources = list(data or config.data.sources)
     if not sources:
-        raise ValueError("no data: pass data=[...] or set data.sources in the config")
+        raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
+    check_data(sources, config.data)  # before the run opens: a mistake leaves no MLflow run behind
     home = settings.home()
     key = run_key(config.digest(), sorted(sources), run_name)
-    with tracked_run(config, run_name, sources, home, key) as run:
+    with tracked_run(config, run_name or "pretrain", sources, home, key) as run:
         ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
         corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
         corpus = split_data(corpus, data=config.data, sources=sources, run=run)

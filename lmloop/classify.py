@@ -32,14 +32,12 @@ def label_map(labels: list[str]) -> dict[str, int]:
 def encode_labelled(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, labels: dict[str, int], max_length: int
 ) -> Dataset:
-    """Rows with a known label -> fixed-length ``input_ids``/``attention_mask`` (right-padded) and ``labels``."""
-    known = dataset.filter(lambda label: label in labels, input_columns="label")
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, padding="max_length")
-        return {**enc, "labels": [labels[label] for label in batch["label"]]}
-
-    return known.map(encode, batched=True, remove_columns=known.column_names)
+    """Rows with a known label -> fixed-length ``input_ids``/``attention_mask`` (right-padded) and ``labels``.
+    (Plain calls, not ``Dataset.map``: hashing a closure for its cache prints the closure's bytecode, which
+    Prefect's print capture put into the run's log.)"""
+    rows = [(t, lab) for t, lab in zip(dataset["text"], dataset["label"], strict=True) if lab in labels]
+    enc = tokenizer([t for t, _ in rows], truncation=True, max_length=max_length, padding="max_length")
+    return Dataset.from_dict({**enc, "labels": [labels[lab] for _, lab in rows]})
 
 
 def build_classifier(backbone_dir: str, labels: dict[str, int], pad_token_id: int, lora: bool) -> PreTrainedModel:

@@ -6,6 +6,7 @@ renders a form from it for manual runs.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -16,12 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from data_checks.thresholds import ValidationConfig
+from lmloop.errors import UserError
 from lmloop.settings import PROJECT_ROOT
 
 __all__ = ["ValidationConfig"]  # defined beside the suites that use it; part of the pipeline config
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override is invalid; the message names the file and the field."""
 
 
@@ -98,6 +100,9 @@ class TrainConfig(_Frozen):
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up; best on GPU).")
     checkpoint_every: int = Field(
         100, ge=1, description="Steps between checkpoints (also saved at the end and on SIGTERM)."
+    )
+    checkpoint_minutes: float = Field(
+        5.0, gt=0, description="Minutes between checkpoints, beside the step interval (whichever comes first)."
     )
     keep_checkpoints: int = Field(2, ge=1, description="Complete checkpoints kept; older ones are deleted.")
     eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations.")
@@ -237,11 +242,42 @@ def resolve_preset(name_or_path: str, preset_dirs: list[Path] | None = None) -> 
     raise ConfigError(f"{name_or_path}: no such config file or preset (looked in configs/)")
 
 
+def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every settable dotted key (``train.max_steps``, ...), for "did you mean" hints."""
+    keys = []
+    for name, field in (model or PipelineConfig).model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(config_keys(sub, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def unknown_key_hint(key: str) -> str | None:
+    """Why ``key`` is not a config key, with the closest known ones; None when it is one (or lies inside a
+    free-form mapping such as ``data.storage_options.s3``)."""
+    model: type[BaseModel] = PipelineConfig
+    for depth, part in enumerate(key.split(".")):
+        if part not in model.model_fields:
+            matches = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.6)
+            where = ".".join(key.split(".")[:depth]) or "the config"
+            hint = f"; did you mean {' or '.join(matches)}?" if matches else " (`lmloop config show` lists them)"
+            return f"{key}: {where} has no key {part!r}{hint}"
+        sub = model.model_fields[part].annotation
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        model = sub
+    return f"{key} is a section, not a key; set one of its keys, e.g. {config_keys(model, key + '.')[0]}"
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply one ``section.key=value`` (value parsed as YAML) to a raw config dict."""
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. train.max_steps=100")
+    if hint := unknown_key_hint(key.strip()):
+        raise ConfigError(f"--set {assignment!r}: {hint}")
     *parents, leaf = key.strip().split(".")
     node = raw
     for part in parents:
@@ -289,5 +325,12 @@ def load_config(
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid config: {problems}") from exc
+
+
+def _problem(error: Any) -> str:
+    key = ".".join(map(str, error["loc"]))
+    if error["type"] == "extra_forbidden" and (hint := unknown_key_hint(key)):
+        return hint
+    return f"{key}: {error['msg']}"

@@ -7,69 +7,20 @@ token ids come from the content-addressed cache. Every folder is an argument.
 from __future__ import annotations
 
 import hashlib
-import logging
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 from datasets import concatenate_datasets
 
 from lmloop.config import ContinualConfig, EvalConfig
 from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, TrainedModel, write_json
-from lmloop.data import sha256_uri
+from lmloop.errors import NoModel
 from lmloop.evaluate import DocScores, eval_sample, score_documents
 from lmloop.faults import crash_point
-from lmloop.files import private_tmp
 from lmloop.packing import pack
-from lmloop.sources import discover
 from lmloop.state import State
 from lmloop.token_cache import corpus_tokens
-
-
-def _stage(source: Any, sha: str, staging: Path) -> Path | None:
-    """Copy ``source`` into ``staging`` while hashing the copy; None when the copy's bytes differ from ``sha``
-    (the file is still being written). The copy is content-addressed, so a rerun finds it in place."""
-    target = staging / sha[:16] / source.name
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, digest = private_tmp(target), hashlib.sha256()
-    with fsspec.open(source.uri, "rb") as src, tmp.open("wb") as dst:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-            dst.write(chunk)
-    if digest.hexdigest() != sha:
-        tmp.unlink()
-        return None
-    tmp.replace(target)
-    return target
-
-
-def new_files(landing: Path, state: State, staging: Path) -> list[dict[str, str]]:
-    """Landing files whose content no cycle has consumed, each copied into ``staging`` first: the cycle reads
-    exactly the bytes it hashed (``staged``), and that hash is what the manifest and the watermark record.
-    A file that changes while it is copied is left for the next cycle."""
-    for batch in state.finish_pending():  # a crash interrupted that cycle's close: finish it first
-        logging.getLogger("lmloop").warning("finished closing %s, interrupted by a crash", batch)
-    seen = state.watermark()
-    _drop_consumed(staging, seen)
-    if not landing.exists():
-        return []
-    files, _ = discover([str(landing)])
-    fresh = []
-    for source in files:
-        sha, _ = sha256_uri(source.uri)
-        if sha in seen:
-            continue
-        staged = source.uri if source.format == "hf" else _stage(source, sha, staging)
-        if staged is None:
-            logging.getLogger("lmloop").warning("%s changed while it was read: left for the next cycle", source.uri)
-            continue
-        fresh.append({"uri": source.uri, "sha256": sha, "staged": str(staged)})
-    return fresh
 
 
 def cycle_parent(name: str, batch: str, state: State) -> str:
@@ -81,18 +32,9 @@ def cycle_parent(name: str, batch: str, state: State) -> str:
     if parent is None:
         parent = tracking.alias_version(name, "champion")
         if parent is None:
-            raise ValueError(f"model {name!r} has no champion yet: train one first (lmloop run)")
+            raise NoModel(f"model {name!r} has no champion yet: train one first (lmloop run)")
         state.note(batch, parent=parent)
     return parent
-
-
-def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -> None:
-    """Staged copies of files a closed cycle consumed, once no cycle started in the last ``grace`` seconds
-    can still be reading them (their content lives on in the shard cache)."""
-    consumed = {sha[:16] for sha in seen}
-    for folder in staging.glob("*") if staging.exists() else []:
-        if folder.name in consumed and time.time() - folder.stat().st_mtime > grace:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def replay_tokens(

@@ -35,14 +35,16 @@ def write_json(path: Path, payload: Any) -> Path:
 
 
 class Run(_Value):
-    """One flow run: its MLflow run id and the home it writes under (``work/<run-id>/``)."""
+    """One flow run (or one stage of it, nested in MLflow under the flow's run): its MLflow run id and the
+    home it writes under (``work/<flow-run-id>/``)."""
 
     run_id: str
     home: Home
+    parent_id: str | None = None  # a nested (stage) run: it writes under its parent's folder
 
     @property
     def work(self) -> Path:
-        return self.home.work / self.run_id
+        return self.home.work / (self.parent_id or self.run_id)
 
 
 class Ingested(_Value):
@@ -209,6 +211,11 @@ class GateDecision(_Value):
         """The decision's key figures, flat: for model-version tags and run metrics."""
         new = self.comparison["new_slice"]
         out = {"new_slice_improvement": new["improvement"], "new_slice_ci_low": new["ci_low"]}
+        for cmp in [new, *self.comparison.get("old_slices", [])]:  # both models, on the same documents
+            out |= {
+                f"slice.{cmp['name']}.champion_bits_per_byte": cmp["champion_bpb"],
+                f"slice.{cmp['name']}.challenger_bits_per_byte": cmp["challenger_bpb"],
+            }
         for metric, (champ, chall, _) in self.comparison.get("classification", {}).items():
             out |= {f"probe_{metric}_champion": champ, f"probe_{metric}_challenger": chall}
         return out

@@ -21,11 +21,14 @@ from lmloop.data import FileReport, frozen_eval_ids, manifest_digest, select_doc
 
 
 class DataValidationError(RuntimeError):
-    """The data gate rejected the input; ``report`` holds every rejected file and failed expectation."""
+    """The data gate rejected the input; ``report`` holds every rejected file and failed expectation.
+    ``str()`` is one line (what Prefect logs for the failed task and flow); ``details`` lists the files,
+    printed once by the CLI."""
 
     def __init__(self, report: dict[str, Any], message: str) -> None:
-        super().__init__(message)
+        super().__init__(message.splitlines()[0].rstrip(":") + " (the list: validation/validation.md)")
         self.report = report
+        self.details = message
 
 
 def quarantine(report: FileReport, folder: Path) -> Path:

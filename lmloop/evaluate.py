@@ -128,9 +128,15 @@ def generate_samples(
     for prompt in prompts:
         ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
         out = model.generate(
-            ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id
+            ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            top_k=50,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,  # a document's end ends the sample
         )
-        samples.append({"prompt": prompt, "completion": tokenizer.decode(out[0, ids.shape[1] :])})
+        completion = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)  # no <|endoftext|>
+        samples.append({"prompt": prompt, "completion": completion})
     return samples
 
 

@@ -11,11 +11,12 @@ tolerance. The decision, every number and the reason come back as one record.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmloop.evaluate import DocScores
+if TYPE_CHECKING:  # the gate only reads scores; importing evaluation (torch) would slow `lmloop status`
+    from lmloop.evaluate import DocScores
 
 LN2 = float(np.log(2))
 

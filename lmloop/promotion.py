@@ -19,6 +19,7 @@ from typing import Any
 
 from lmloop import tracking
 from lmloop.contracts import GateDecision
+from lmloop.errors import NoModel, UserError
 from lmloop.faults import crash_point
 from lmloop.gate import Decision, report_markdown
 from lmloop.state import State
@@ -142,21 +143,32 @@ def promote_if_better(
     return {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
 
 
-def rollback(name: str, reason: str, state: State, to_version: str | None = None) -> dict[str, Any]:
-    """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why."""
+def rollback(
+    name: str, reason: str, state: State, to_version: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why. A version the
+    gate rejected needs ``force``: without it the refusal quotes what the gate said."""
     with exclusive(f"champion:{name}", state):
         current = tracking.alias_version(name, CHAMPION)
         target = to_version or tracking.alias_version(name, PREVIOUS)
         if target is None:
-            raise ValueError(f"{name}: no --to version given and no {PREVIOUS} alias to roll back to")
-        tracking.client().get_model_version(name, target)  # an unknown version fails here, before any move
+            raise NoModel(f"{name}: no --to version given and no {PREVIOUS} alias to roll back to")
+        if not tracking.version_exists(name, target):
+            raise NoModel(f"{name} has no version {target} (see `lmloop status`)")
+        tags = tracking.client().get_model_version(name, target).tags
+        if tags.get("gate.decision") == "rejected" and not force:
+            raise UserError(
+                f"{name} v{target} was rejected by the gate: {tags.get('gate.reason', '(no reason recorded)')}. "
+                "Pass --force to make it champion anyway."
+            )
         if current is not None:
             tracking.set_alias(name, PREVIOUS, current)
             tracking.client().set_model_version_tag(name, current, "rollback.demoted_because", reason)
         tracking.set_alias(name, CHAMPION, target)
         tracking.client().set_model_version_tag(name, target, "rollback.reason", reason)
         tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
-        state.record({"event": "rollback", "model": name, "from": current, "to": target, "reason": reason})
+        event = {"event": "rollback", "model": name, "from": current, "to": target, "reason": reason}
+        state.record({**event, "forced": force} if force else event)
     return {"model_name": name, "champion_version": target, "previous_champion": current, "reason": reason}
 
 

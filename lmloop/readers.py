@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from typing import Any
 
 import fsspec
 
+from lmloop.errors import UserError
 from lmloop.sources import SourceFile
 
 Row = tuple[int, str | None, str | None, str | None]
 _BATCH = 10_000
 
 
-class ReadError(ValueError):
+class ReadError(UserError):
     """A file can't be read as its format; the message names the file and, where it applies, the line."""
 
 
@@ -52,6 +54,44 @@ def _lines(source: SourceFile) -> Iterator[tuple[int, str]]:
                     f"{source.uri}:{n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
                     "re-encode the file as UTF-8"
                 ) from exc
+
+
+_TEXTY = ("text", "content", "body", "document", "sentence", "description", "message", "review", "abstract")
+
+
+def missing_column(uri: str, wanted: str, columns: list[str]) -> str:
+    """The text column is not there: which columns are, and the setting that names the right one."""
+    close = difflib.get_close_matches(wanted, columns, n=1, cutoff=0.6)
+    best = (close or [c for c in columns if c.lower() in _TEXTY] or [None])[0]
+    fix = f"did you mean {best!r}? --set data.text_column={best}" if best else "set data.text_column to it"
+    return f"{uri}: no column {wanted!r} holds the text (columns: {', '.join(columns) or 'none'}); {fix}"
+
+
+def columns_of(source: SourceFile) -> list[str] | None:
+    """The columns of a file's first record (None for plain text and JSON arrays: nothing to check cheaply)."""
+    if source.format == "csv":
+        return next(csv.reader(line for _, line in _lines(source)), [])
+    if source.format in ("jsonl", "json"):
+        for n, line in _lines(source):
+            if line.strip():
+                if line.lstrip().startswith("["):
+                    return None
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ReadError(f"{source.uri}:{n}: malformed JSON line ({exc.msg} at column {exc.colno})") from exc
+                return list(record) if isinstance(record, dict) else None
+        return None
+    if source.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with fsspec.open(source.uri, "rb") as f:
+            return list(pq.ParquetFile(f).schema_arrow.names)
+    if source.format == "hf":
+        from datasets import load_from_disk
+
+        return list(load_from_disk(source.uri).column_names)
+    return None
 
 
 def _str(value: object) -> str | None:
@@ -111,7 +151,7 @@ def _csv(source: SourceFile, cols: Columns) -> Iterator[Row]:
     reader = csv.DictReader(line for _, line in _lines(source))
     fields = reader.fieldnames or []
     if cols.text not in fields:
-        raise ReadError(f"{source.uri}: no column {cols.text!r} (columns: {', '.join(fields) or 'none'})")
+        raise ReadError(missing_column(source.uri, cols.text, fields))
     for record in reader:
         yield reader.line_num, record.get(cols.text), _str(record.get(cols.label)), _str(record.get(cols.id or ""))
 
@@ -133,7 +173,7 @@ def _columnar(source: SourceFile, cols: Columns) -> Iterator[Row]:
     n = 0
     for batch in _batches(source):
         if cols.text not in batch:
-            raise ReadError(f"{source.uri}: no column {cols.text!r} (columns: {', '.join(batch)})")
+            raise ReadError(missing_column(source.uri, cols.text, list(batch)))
         labels = batch.get(cols.label) or [None] * len(batch[cols.text])
         ids = batch.get(cols.id or "") or [None] * len(batch[cols.text])
         for text, label, rid in zip(batch[cols.text], labels, ids, strict=True):

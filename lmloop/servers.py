@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -59,7 +60,28 @@ def mlflow_ui_command(host: str, port: int) -> list[str]:
 
 
 def prefect_server_command(host: str, port: int) -> list[str]:
-    return [str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+    """``prefect server start`` on ``host:port`` whose UI calls the API on that same port: Prefect's UI
+    settings otherwise answer the default port's API (4200), and a UI on any other port shows nothing.
+    A ``PREFECT_UI_API_URL`` the user set (a proxy, a public name) wins."""
+    api = os.environ.get("PREFECT_UI_API_URL") or f"http://{host}:{port}/api"
+    settings_env = [f"PREFECT_UI_API_URL={api}", f"PREFECT_SERVER_API_PORT={port}", f"PREFECT_SERVER_API_HOST={host}"]
+    return ["env", *settings_env, str(BIN / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+
+
+def ui_record(home: Path) -> Path:
+    """Where a running ``lmloop ui`` tells other lmloop commands of this home about its Prefect API."""
+    return home / ".prefect" / "lmloop-ui.json"
+
+
+def running_prefect_api(home: Path) -> str | None:
+    """The API of a Prefect server ``lmloop ui`` runs for this home, if one answers now."""
+    try:
+        record = json.loads(ui_record(home).read_text())
+        os.kill(int(record["pid"]), 0)
+        with urllib.request.urlopen(f"{record['api_url']}/health", timeout=2) as response:
+            return record["api_url"] if response.status == 200 else None
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
 
 
 def guarded(command: list[str]) -> list[str]:
@@ -91,9 +113,9 @@ def stop(process: subprocess.Popen, timeout: float = 20.0, crash: bool = False) 
         pass
 
 
-def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, logs: Path) -> int:
+def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, logs: Path, home: Path) -> int:
     """Start both (their logs in ``logs``), print the URLs, wait for Ctrl-C (or SIGTERM), stop both.
-    Returns the exit code."""
+    While it runs, lmloop commands of this ``home`` report to its Prefect server. Returns the exit code."""
     children: list[tuple[str, subprocess.Popen, str]] = []
     stopping = False
 
@@ -116,7 +138,11 @@ def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, 
         for label, _, url in children:
             console.print(f"{label}: [bold]{url}[/bold]")
         if prefect_port is not None:
-            console.print(f"  for flows to report there: export PREFECT_API_URL={children[1][2]}/api")
+            api = f"{children[1][2]}/api"
+            ui_record(home).write_text(json.dumps({"pid": os.getpid(), "api_url": api}))
+            console.print(
+                f"  lmloop commands of this LMLOOP_HOME report there; other tools: export PREFECT_API_URL={api}"
+            )
         console.print(f"logs in {logs}; Ctrl-C stops both")
         sys.stdout.flush()
         while not stopping and all(p.poll() is None for _, p, _ in children):
@@ -132,5 +158,6 @@ def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, 
         console.print(f"[red]ui failed:[/red] {exc} (see {logs})")
         return 1
     finally:
+        ui_record(home).unlink(missing_ok=True)
         for _, process, _ in children:
             stop(process, timeout=10)

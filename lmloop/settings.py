@@ -27,6 +27,7 @@ _ENV_DEFAULTS = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a download bar in `lmloop generate` is noise
     # a tracking server that is down fails a call in seconds (3 retries, 1-2-4 s backoff), not minutes;
     # the Prefect task retries on top are the second, bounded layer
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
@@ -97,6 +98,14 @@ def home() -> Home:
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store under ``mlruns/``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def mlflow_ui_url() -> str:
+    """Where a person opens the MLflow UI: ``LMLOOP_MLFLOW_UI_URL``, the tracking server itself, or the
+    address ``lmloop ui`` serves by default. Links in Prefect artifacts point here."""
+    uri = tracking_uri()
+    default = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return os.environ.get("LMLOOP_MLFLOW_UI_URL", default).rstrip("/")
 
 
 def artifact_root() -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import fsspec
 
+from lmloop.errors import UserError
+
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 HF_MARKERS = ("dataset_info.json", "state.json")
 
@@ -50,7 +52,7 @@ def readable_kinds() -> str:
     return ", ".join([*FORMATS, *(f"{f}{c}" for f in (".txt", ".jsonl", ".json", ".csv") for c in COMPRESSIONS)])
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source names nothing readable; the message names it."""
 
 

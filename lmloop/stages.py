@@ -16,6 +16,7 @@ from data_checks import validate_token_lengths
 from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
 from lmloop.contracts import Blocks, Corpus, Ingested, TokenizerRef
 from lmloop.corpus import DataValidationError, gate
+from lmloop.errors import UserError
 from lmloop.ingest import ingest_files
 from lmloop.packing import pack
 from lmloop.state import State
@@ -25,7 +26,7 @@ from lmloop.tokenizer import load_tokenizer, train_bpe
 __all__ = ["DataTooSmall", "DataValidationError", "ingest", "pack_blocks", "prepare_tokenizer", "validate"]
 
 
-class DataTooSmall(ValueError):
+class DataTooSmall(UserError):
     """Too few tokens for the configured shapes; the message says how many are needed and what to change."""
 
 

@@ -115,13 +115,17 @@ class State:
         self.advance_watermark(closing["files"], batch)
         self.note(batch, closed=True)
 
-    def finish_pending(self) -> list[str]:
-        """Complete every cycle whose close a crash interrupted; returns their batch names."""
-        pending = [
+    def pending(self) -> list[str]:
+        """Cycles whose close a crash interrupted."""
+        return [
             path.stem
             for path in sorted((self.root / "cycles").glob("*.json"))
             if "closing" in (entry := _read(path, {})) and not entry.get("closed")
         ]
+
+    def finish_pending(self) -> list[str]:
+        """Complete every cycle whose close a crash interrupted; returns their batch names."""
+        pending = self.pending()
         for batch in pending:
             self._finish_close(batch)
         return pending

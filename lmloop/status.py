@@ -30,8 +30,24 @@ def _version(name: str, alias: str) -> dict[str, Any] | None:
         "run_id": mv.run_id,
         "parent_version": mv.tags.get("parent_version"),
         "gate_decision": mv.tags.get("gate.decision"),
+        "gate_against": mv.tags.get("gate.champion_version"),
         "metrics": {k: metrics[k] for k in KEY_METRICS if k in metrics},
     }
+
+
+def like_for_like(name: str, version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``version`` beside the champion it was judged against, on the frozen slices the gate scored both on
+    (their own test-set figures come from different documents and do not compare)."""
+    if version is None or version["gate_against"] in (None, ""):
+        return None
+    tags = tracking.client().get_model_version(name, version["version"]).tags
+    slices: dict[str, dict[str, float]] = {}
+    for key, value in tags.items():
+        parts = key.split(".")
+        if len(parts) >= 4 and parts[:2] == ["gate", "slice"]:
+            role = parts[-1].removesuffix("_bits_per_byte")
+            slices.setdefault(".".join(parts[2:-1]), {})[role] = float(value)
+    return {"version": version["version"], "against": version["gate_against"], "slices": slices}
 
 
 def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisions: int = 5) -> dict[str, Any]:
@@ -57,6 +73,7 @@ def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisio
                 }
             )
     gates = [e for e in State(home.state).history() if e.get("model") == model_name][-decisions:]
+    compared = [like_for_like(model_name, aliases[a]) for a in (CHAMPION, CHALLENGER)]
     return {
         "model_name": model_name,
         "tracking_uri": settings.tracking_uri(),
@@ -64,5 +81,6 @@ def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisio
         "versions": versions,
         "aliases": aliases,
         "gate_decisions": gates,
+        "comparisons": [c for c in compared if c],
         "runs": recent,
     }

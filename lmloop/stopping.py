@@ -1,33 +1,39 @@
-"""Stop requests (SIGTERM) honoured at safe points rather than wherever the signal lands."""
+"""Stop requests (Ctrl-C, SIGTERM) honoured at safe points rather than wherever the signal lands."""
 
 from __future__ import annotations
 
 import signal
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class StopRequest:
-    """While active, SIGTERM only sets ``requested``; the work checks it at safe points (a training step,
-    a file) and stops there (a checkpoint saved, no half-written output)."""
+    """While active, the first Ctrl-C (SIGINT) or SIGTERM only sets ``requested``; the work checks it at safe
+    points (a training step, a file) and stops there (a checkpoint saved, no half-written output). A second
+    signal stops at once, as the default handlers would."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler, still crash-safe via periodic checkpoints
-            self._previous = None
+        for sig in SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handler, still crash-safe via periodic checkpoints
+                break
         return self
 
-    def _handle(self, *_: object) -> None:
-        self.requested = True
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt(f"{self.requested} twice: stopped at once")
+        self.requested = signal.Signals(signum).name
 
     def check(self, where: str) -> None:
         """Stop here (KeyboardInterrupt) when a stop was requested."""
         if self.requested:
-            raise KeyboardInterrupt(f"SIGTERM: stopped {where}")
+            raise KeyboardInterrupt(f"{self.requested}: stopped {where}")
 
     def __exit__(self, *_: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lmloop import settings
+from lmloop.errors import NoModel
 
 _PARAM_MAX = 6000
 
@@ -44,15 +45,45 @@ def ensure_experiment(name: str) -> str:
     c = client()
     found = c.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get(_KIND) != _MODEL_DEVELOPMENT:  # an experiment made before lmloop set it
+            c.set_experiment_tag(found.experiment_id, _KIND, _MODEL_DEVELOPMENT)
         return found.experiment_id
+    tags = {_KIND: _MODEL_DEVELOPMENT, "mlflow.note.content": _EXPERIMENT_NOTE}
     if settings.tracking_uri().startswith(("http://", "https://", "databricks")):
-        return c.create_experiment(name)
-    return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}")
+        return c.create_experiment(name, tags=tags)
+    return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}", tags=tags)
+
+
+# MLflow 3's UI opens a GenAI experiment on traces; this kind opens it on its training runs.
+_KIND, _MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+_EXPERIMENT_NOTE = (
+    "lmloop's runs: `pretrain` (a model from scratch), `continual-<batch>` (one continual-learning cycle, with "
+    "nested `train`, `evaluate` and `gate` runs), `finetune-<task>`. Each run's description links to its "
+    "Prefect flow run; the registered model's versions carry their gate report."
+)
 
 
 def start_run(experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
     run = client().create_run(ensure_experiment(experiment), run_name=run_name, tags=tags or {})
     return run.info.run_id
+
+
+def child_run(parent_id: str, stage: str) -> str:
+    """A run nested under ``parent_id`` for one stage (the UI shows it under its parent); a rerun of the
+    flow finds and reopens the one its earlier attempt started."""
+    c = client()
+    parent = c.get_run(parent_id)
+    found = c.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_id}' and tags.`lmloop.stage` = '{stage}'",
+        max_results=1,
+    )
+    if found:
+        reopen_run(found[0].info.run_id)
+        return found[0].info.run_id
+    tags = {"mlflow.parentRunId": parent_id, "lmloop.stage": stage}
+    tags |= {k: v for k, v in parent.data.tags.items() if k.startswith("lmloop.prefect")}
+    return c.create_run(parent.info.experiment_id, run_name=stage, tags=tags).info.run_id
 
 
 def run_exists(run_id: str) -> bool:
@@ -146,16 +177,29 @@ def log_table(run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> No
         client().log_table(run_id, {k: [r[k] for r in rows] for k in rows[0]}, artifact_file)
 
 
-def log_dataset(run_id: str, name: str, digest: str, source: str, context: str) -> None:
-    """Record a dataset input (name, digest, source) so the UI shows which data trained which model."""
+# What every lmloop dataset holds, row by row (the corpus's Arrow columns); the UI's "Data details" shows it.
+DATASET_COLUMNS = {"text": "document text", "label": "class label (optional)", "source": "raw file", "doc_id": "id"}
+
+
+def log_dataset(
+    run_id: str, name: str, digest: str, source: str, context: str, profile: dict[str, Any] | None = None
+) -> None:
+    """Record a dataset input (name, digest, source, schema, ``profile``: rows, tokens, sources) so the UI
+    shows which data trained which model, and what it was."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
+    from mlflow.types import ColSpec, Schema
+
+    class ProfiledDataset(MetaDataset):
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(profile or {})}
 
     with warnings.catch_warnings():  # file:// matches several generated local sources; any of them will do
         warnings.simplefilter("ignore", UserWarning)
         dataset_source = resolve_dataset_source(Path(source).resolve().as_uri())
-    dataset = MetaDataset(dataset_source, name=name, digest=digest[:36])
+    schema = Schema([ColSpec("string", column, required=column == "text") for column in DATASET_COLUMNS])
+    dataset = ProfiledDataset(dataset_source, name=name, digest=digest[:36], schema=schema)
     tag = InputTag(key="mlflow.data.context", value=context)
     client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
 
@@ -249,7 +293,7 @@ def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
     c = client()
     version = ref if ref.isdigit() else alias_version(name, ref)
     if version is None:
-        raise ValueError(f"model {name!r} has no alias {ref!r}: train one first (lmloop run) or pass a version")
+        raise NoModel(f"model {name!r} has no alias {ref!r}: train one first (lmloop run) or pass a version")
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst)))
     c.get_model_version(name, version)  # raises a clear MlflowException for an unknown version
     return {
@@ -257,6 +301,25 @@ def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
         "tokenizer_dir": str(local / "components" / "tokenizer"),
         "version": version,
     }
+
+
+def version_exists(name: str, version: str) -> bool:
+    try:
+        client().get_model_version(name, version)
+    except MlflowException:
+        return False
+    return True
+
+
+def describe_registered_model(name: str, description: str) -> None:
+    """What the registered model is and how it is kept current (shown on its page in the UI)."""
+    c = client()
+    if c.get_registered_model(name).description != description:
+        c.update_registered_model(name, description=description)
+
+
+def describe_version(name: str, version: str, description: str) -> None:
+    client().update_model_version(name, version, description=description)
 
 
 def alias_version(name: str, alias: str) -> str | None:

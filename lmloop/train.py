@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
@@ -139,6 +139,7 @@ class Trainer:
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * self.block * acc.num_processes
         self.state = TrainState(step=0, epoch=0, batch_in_epoch=0, losses=[])
         self.resumed_from = self._resume()
+        self.saved_at = time.perf_counter()  # time-based checkpoints count from the start
 
     def _probe(self, run: torch.nn.Module, module: CausalLMLoss, rows: int) -> int:
         """The largest micro-batch that fits; the smallest of all ranks' answers under DDP."""
@@ -163,7 +164,15 @@ class Trainer:
         self.state = load_checkpoint(checkpoint, self.raw_model, self.optimizer, self.scheduler)
         return self.state.step
 
+    def _checkpoint_due(self) -> bool:
+        """``train.checkpoint_minutes`` passed since the last save (every rank agrees: rank 0's clock decides)."""
+        due = torch.tensor([time.perf_counter() - self.saved_at >= self.cfg.checkpoint_minutes * 60])
+        if self.accelerator.num_processes > 1:
+            due = broadcast(due.to(self.accelerator.device)).cpu()
+        return bool(due.item())
+
     def _save(self) -> None:
+        self.saved_at = time.perf_counter()
         if self.checkpoint_dir is not None and self.accelerator.is_main_process:
             save_checkpoint(
                 self.checkpoint_dir,
@@ -254,10 +263,10 @@ class Trainer:
                 self.state = TrainState(step, self.state.epoch, self.state.batch_in_epoch, losses)
                 if advance is not None:
                     advance(1)
-                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop.requested or stopped_early:
+                due = step % cfg.log_every == 0 and self._checkpoint_due()
+                if step % cfg.checkpoint_every == 0 or due or step == cfg.max_steps or stop.requested or stopped_early:
                     self._save()
-                if stop.requested:
-                    raise KeyboardInterrupt(f"SIGTERM: checkpoint saved at step {step}")
+                stop.check(f"with a checkpoint saved at step {step}")
                 if stopped_early:
                     break
         return self._result(time.perf_counter() - start, stopped_early, best_val)

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from lmloop import continual, promotion, tracking
 from lmloop.config import ContinualConfig, EvalConfig
 from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, Registered, Run, TrainedModel
+from lmloop.landing import new_files
 from lmloop.settings import Home
 from lmloop.state import State
 
@@ -18,7 +19,7 @@ from lmloop.state import State
 @task
 def find_new_files(landing: str, home: Home) -> list[dict[str, str]]:
     """New landing files, copied into ``work/incoming`` (the cycle reads those copies)."""
-    return continual.new_files(Path(landing), State(home.state), home.work / "incoming")
+    return new_files(Path(landing), State(home.state), home.work / "incoming")
 
 
 @task
@@ -35,7 +36,11 @@ def mix_and_pack(corpus: Corpus, base: BaseModelRef, *, replay_ratio: float, see
         corpus, base, replay_ratio=replay_ratio, seed=seed, state=state, tokens_cache=cache, out=run.work
     )
     manifest = out.counts["manifest"]
-    tracking.log_dataset(run.run_id, "train-mix", out.counts["manifest_sha256"], manifest, context="train-mix")
+    mixture = {k: out.counts[k] for k in ("new_documents", "replay_documents")}
+    profile = {"rows": sum(mixture.values()), **mixture, "corpus": corpus.root}
+    tracking.log_dataset(
+        run.run_id, "train-mix", out.counts["manifest_sha256"], manifest, context="train-mix", profile=profile
+    )
     tracking.log_artifact(run.run_id, Path(manifest), "data")
     tracking.log_metrics(run.run_id, {k: out.counts[k] for k in ("new_documents", "replay_documents")})
     return out
@@ -72,7 +77,15 @@ def apply_decision(
     plot = gate_comparison(decision.comparison, run.work / "plots" / "gate_comparison.png", title)
     tracking.log_artifact(run.run_id, plot, "gate")
     decided = "promoted" if outcome["promoted"] else "rejected"
-    tracking.set_tags(run.run_id, {"gate.decision": decided, "gate.reason": outcome["reason"][:5000]})
+    for run_id in {run.run_id, run.parent_id or run.run_id}:  # the gate's own run and the cycle's
+        tracking.set_tags(run_id, {"gate.decision": decided, "gate.reason": outcome["reason"][:5000]})
+        tracking.log_metrics(
+            run_id,
+            {f"gate_{k}": v for k, v in decision.numbers().items()} | {"gate_promoted": float(outcome["promoted"])},
+        )
+    described = tracking.client().get_model_version(name, version).description or ""
+    if outcome["report"] not in described:  # the version's page shows why it was (not) promoted
+        tracking.describe_version(name, version, f"{described}\n\n{outcome['report']}".strip())
     create_markdown_artifact(outcome["report"], key="gate-report", description=f"{name}: challenger v{version}")
     return outcome
 

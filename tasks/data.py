@@ -56,6 +56,7 @@ def split_data(corpus: Corpus, *, data: DataConfig, sources: list[str], run: Run
     """Train / validation / test by a hash of each document; each split is an MLflow dataset input."""
     out = corpus.with_splits(data.val_fraction, data.test_fraction)
     for name, digest in out.digests.items():
-        tracking.log_dataset(run.run_id, name, digest, sources[0], context=name)
+        profile = {"rows": out.sizes[name], "files": corpus.validation.get("files"), "sources": sources[:20]}
+        tracking.log_dataset(run.run_id, name, digest, sources[0], context=name, profile=profile)
     tracking.log_metrics(run.run_id, {f"{name}_documents": n for name, n in out.sizes.items()})
     return out

@@ -31,18 +31,79 @@ def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[s
         tracking.reopen_run(previous)
         index.record(key, previous, "running")
         return Run(run_id=previous, home=home)
-    run_id = tracking.start_run(config.registry.experiment, run_name, {"lmloop.config_hash": config.digest()})
+    tags = {"lmloop.config_hash": config.digest(), **_prefect_links()}
+    run_id = tracking.start_run(config.registry.experiment, run_name, tags)
     tracking.log_params(run_id, {**config.flat(), "data.sources": sources})
     tracking.log_dict(run_id, config.model_dump(mode="json"), "config.json")
     index.record(key, run_id, "running")
     return Run(run_id=run_id, home=home)
 
 
+def _prefect_links() -> dict[str, str]:
+    """The Prefect flow run this MLflow run belongs to, and its description with the link (the UI's
+    description panel renders Markdown)."""
+    from prefect.runtime import flow_run
+
+    if not flow_run.get_id():
+        return {}
+    url = flow_run.get_flow_run_ui_url() or ""
+    what = f"Prefect flow run [{flow_run.get_flow_name()}/{flow_run.get_name()}]({url})"
+    return {
+        "lmloop.prefect.flow_run_id": str(flow_run.get_id()),
+        "lmloop.prefect.flow_run_url": url,
+        "mlflow.note.content": f"Started by {what}.",
+    }
+
+
+def _stage_table(run: Run) -> None:
+    """A Prefect table artifact (and the same table in the MLflow run): each stage's task, state and seconds."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.runtime import flow_run
+
+    if not flow_run.get_id():
+        return
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.get_id()])))
+    rows = [
+        {
+            "stage": t.name.rsplit("-", 1)[0],
+            "state": t.state_name or "",
+            "seconds": round(t.total_run_time.total_seconds(), 2),
+        }
+        for t in sorted(tasks, key=lambda t: t.start_time or t.expected_start_time)
+        if t.start_time is not None
+    ]
+    if rows:
+        create_table_artifact(rows, key="stages", description=f"Stages of MLflow run {run.run_id}")
+        tracking.log_table(run.run_id, rows, "stages.json")
+
+
 @task
 def finish_tracking(run: Run, key: str, status: str) -> None:
-    """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable)."""
+    """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable).
+    An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
+    if status == "complete":
+        _stage_table(run)
     tracking.finish_run(run.run_id, "FINISHED" if status == "complete" else "FAILED")
     RunIndex(run.home.work / "index").record(key, run.run_id, status)
+
+
+@contextmanager
+def stage_run(run: Run, stage: str) -> Iterator[Run]:
+    """One stage of ``run`` as its own MLflow run, nested under it (the experiment view shows the loop:
+    a cycle, then its train, evaluate and gate runs); it writes under the parent's work folder."""
+    child = Run(run_id=tracking.child_run(run.run_id, stage), home=run.home, parent_id=run.run_id)
+    try:
+        yield child
+    except Exception:
+        tracking.finish_run(child.run_id, "FAILED")
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        tracking.finish_run(child.run_id, "KILLED")
+        raise
+    tracking.finish_run(child.run_id, "FINISHED")
 
 
 @contextmanager
@@ -58,5 +119,9 @@ def tracked_run(
         raise
     except Exception:
         finish_tracking(run, key, "failed")
+        raise
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: no new task now, the flow is stopping
+        tracking.finish_run(run.run_id, "KILLED")
+        RunIndex(run.home.work / "index").record(key, run.run_id, "failed")  # resumable, like a failure
         raise
     finish_tracking(run, key, "complete")

@@ -59,7 +59,8 @@ def test_generate_continues_a_prompt_with_the_champion(trained: dict) -> None:
     assert out["samples"][0]["prompt"] == "Tire stezoubi" and out["samples"][0]["completion"].strip()
     assert proc.stdout.startswith("Tire stezoubi")
     missing = lmloop("generate", "--prompt", "x", "--alias", "nonexistent")
-    assert missing.returncode == 1 and "no alias 'nonexistent'" in missing.stderr
+    assert missing.returncode == 2 and "alias 'nonexistent'" in missing.stderr
+    assert "Traceback" not in missing.stderr and "<|endoftext|>" not in proc.stdout
 
 
 def test_config_show_applies_yaml_then_environment_then_set(tmp_path: Path) -> None:

@@ -71,9 +71,26 @@ def _shuffled_batch(folder: Path, docs: int = 400) -> None:
 def test_nothing_new_exits_without_training(home: Path) -> None:
     from flows.continual import continual_flow
 
+    (home / "empty").mkdir()
     out = continual_flow(config=_config(), incoming=str(home / "empty"))
     assert out["new_files"] == [] and out["promoted"] is None and "nothing new" in out["reason"]
-    assert out["champion_version"] == tracking.alias_version(NAME, "champion") == "1"
+    assert out["champion"] == tracking.alias_version(NAME, "champion") == "1" and out["warning"] is None
+
+
+def test_a_missing_landing_folder_is_a_warning_not_an_error(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flows.continual import continual_flow
+
+    out = continual_flow(config=_config(), incoming=str(home / "not-there-yet"))
+    assert out["promoted"] is None and "does not exist" in out["warning"]
+    assert any(r.levelname == "WARNING" and "does not exist" in r.getMessage() for r in caplog.records)
+
+
+def _stages(run_id: str) -> dict[str, object]:
+    """The nested runs of a cycle, by stage."""
+    client = tracking.client()
+    experiment = client.get_run(run_id).info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
+    return {r.info.run_name: r for r in children}
 
 
 def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path) -> None:
@@ -84,15 +101,32 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     batch = f"batch-{out['run_id'][:8]}"
     new, base = out["slices"][batch], next(v for k, v in out["slices"].items() if k.startswith("base-"))
     assert out["promoted"] is True, out["reason"]
-    assert new["challenger_bits_per_byte"] < new["champion_bits_per_byte"]
-    assert base["challenger_bits_per_byte"] <= base["champion_bits_per_byte"] + 0.05
-    assert tracking.alias_version(NAME, "champion") == out["challenger_version"]
+    assert new["challenger_bits_per_byte"] < new["previous_champion_bits_per_byte"]
+    assert base["challenger_bits_per_byte"] <= base["previous_champion_bits_per_byte"] + 0.05
+    assert out["previous_champion"] == "1" and out["champion"] == out["challenger"] != "1", "named for what they are"
+    assert tracking.alias_version(NAME, "champion") == out["challenger"]
     assert tracking.alias_version(NAME, "previous_champion") == "1"
-    tags = tracking.client().get_model_version(NAME, out["challenger_version"]).tags
+    version = tracking.client().get_model_version(NAME, out["challenger"])
+    tags = version.tags
     assert tags["gate.decision"] == "promoted" and tags["parent_version"] == "1"
-    report = Path(tracking.client().download_artifacts(out["run_id"], "gate/report.md")).read_text()
+    assert "# Gate: challenger" in version.description and "95% CI" in version.description
+    assert "continual-learning flow" in tracking.client().get_registered_model(NAME).description
+    cycle = tracking.client().get_run(out["run_id"])
+    assert cycle.info.run_name.startswith("continual-") and cycle.data.metrics["gate_promoted"] == 1.0
+    stages = _stages(out["run_id"])
+    assert set(stages) == {"train", "evaluate", "gate"}, "one parent run, a nested run per stage"
+    assert all(r.info.status == "FINISHED" for r in stages.values())
+    assert "train_loss" in stages["train"].data.metrics and "test_bits_per_byte" in stages["evaluate"].data.metrics
+    assert stages["gate"].data.metrics["gate_new_slice_improvement"] > 0
+    gate_run = stages["gate"].info.run_id
+    report = Path(tracking.client().download_artifacts(gate_run, "gate/report.md")).read_text()
     assert "95% CI" in report and "linear probe" in report
-    comparison = Path(tracking.client().download_artifacts(out["run_id"], "gate/gate_comparison.png"))
+    from lmloop.status import collect
+
+    (like,) = [c for c in collect(NAME, "lmloop", settings.home())["comparisons"] if c["version"] == out["champion"]]
+    assert like["against"] == "1" and {"champion", "challenger"} <= like["slices"][batch].keys()
+    assert like["slices"][batch]["challenger"] == pytest.approx(new["challenger_bits_per_byte"])
+    comparison = Path(tracking.client().download_artifacts(gate_run, "gate/gate_comparison.png"))
     assert comparison.read_bytes()[:4] == b"\x89PNG"
     probe = out["classification"]
     assert probe["documents"] > 50 and probe["challenger"]["accuracy"] >= probe["champion"]["accuracy"] - 0.1
@@ -113,9 +147,19 @@ def test_a_harmful_batch_is_rejected_and_the_champion_stays(home: Path) -> None:
     out = continual_flow(config=_config(), incoming=str(home / "landing-harm"))
     assert out["promoted"] is False, out["reason"]
     assert "forgetting" in out["reason"]
-    assert tracking.alias_version(NAME, "champion") == champion
-    assert tracking.alias_version(NAME, "challenger") == out["challenger_version"]
+    assert tracking.alias_version(NAME, "champion") == champion == out["champion"]
+    assert tracking.alias_version(NAME, "challenger") == out["challenger"]
     assert history()[-1]["promoted"] is False
+    from lmloop.errors import UserError
+    from lmloop.promotion import rollback
+
+    with pytest.raises(UserError, match="rejected by the gate.*forgetting.*--force"):
+        rollback(NAME, "try the rejected one", _state(), out["challenger"])
+    assert tracking.alias_version(NAME, "champion") == champion, "refused: nothing moved"
+    rollback(NAME, "on purpose", _state(), out["challenger"], force=True)
+    assert tracking.alias_version(NAME, "champion") == out["challenger"] and history()[-1]["forced"] is True
+    rollback(NAME, "back", _state(), champion)
+    assert tracking.alias_version(NAME, "champion") == champion
 
 
 def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
@@ -137,6 +181,6 @@ def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
     assert len(results) == 2 and len({r["run_id"] for r in results}) == 2, "two runs, never one shared"
     promoted = [r for r in results if r["promoted"]]
     assert len(promoted) <= 1
-    expected = promoted[0]["challenger_version"] if promoted else champion
+    expected = promoted[0]["challenger"] if promoted else champion
     assert tracking.alias_version(NAME, "champion") == expected
     assert len(json.loads((state_dir() / "watermark.json").read_text())) == 3  # batches b, harm and c

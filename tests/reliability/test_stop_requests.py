@@ -4,6 +4,7 @@ dies with it whatever ends the command (SIGTERM, kill -9): nothing is left runni
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -53,14 +54,24 @@ def _gone(pids_of: object, port: int, within: float) -> bool:
     return False
 
 
-def test_sigterm_stops_within_ten_seconds_with_a_checkpoint_and_no_server_left(tmp_path: Path, corpus: Path) -> None:
+def _run_statuses(home: Path) -> list[str]:
+    with sqlite3.connect(home / "mlruns" / "mlflow.db") as db:
+        return [status for (status,) in db.execute("select status from runs")]
+
+
+def test_ctrl_c_stops_within_ten_seconds_killed_with_a_checkpoint_and_no_server_left(
+    tmp_path: Path, corpus: Path
+) -> None:
     process, port = _start_training(tmp_path / "home", corpus, tmp_path / "out.log")
     assert _server_processes(port), "a temporary server of the command's own"
     start = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
     process.wait(timeout=30)
-    assert time.monotonic() - start < 10, (tmp_path / "out.log").read_text()[-2000:]
+    out = (tmp_path / "out.log").read_text()
+    assert time.monotonic() - start < 10, out[-2000:]
+    assert process.returncode == 130 and "Resume where it stopped with the same command: lmloop run" in out, out[-2000:]
     assert list((tmp_path / "home" / "work").glob("*/checkpoints/step-*")), "a checkpoint at the stop"
+    assert _run_statuses(tmp_path / "home") == ["KILLED"], "not RUNNING forever"
     assert _gone(_server_processes, port, 2)
 
 
@@ -95,3 +106,4 @@ def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_p
     process.wait(timeout=60)
     assert time.monotonic() - start < 10, log.read_text()[-2000:]
     assert "4000/4000 files" not in log.read_text(), "it stopped, rather than finishing the ingest first"
+    assert _run_statuses(tmp_path / "home") == ["KILLED"]

@@ -78,3 +78,12 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
     ids = torch.randint(1, 64, (3, 16))
     encoded = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
     assert predict(reloaded, encoded).tolist() == predict(merged, encoded).tolist()
+
+
+def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
+    from flows.finetune import below_baseline
+
+    beats = {"accuracy": 0.86, "macro_f1": 0.83, "baseline_accuracy": 0.84, "baseline_macro_f1": 0.82}
+    assert below_baseline(beats) is None
+    loses = {**beats, "macro_f1": 0.57}
+    assert "macro_f1 0.570 < 0.820" in below_baseline(loses) and "accuracy" not in below_baseline(loses).split("(")[1]

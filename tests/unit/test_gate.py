@@ -46,7 +46,7 @@ def test_every_bad_input_is_named_quarantined_and_left_untouched(tmp_path: Path)
     data = DataConfig(frozen_eval=[str(eval_file)], roots=[str(bad)])
     with pytest.raises(DataValidationError) as err:
         _gate([str(bad)], tmp_path / "out", data)
-    message = str(err.value)
+    message = err.value.details
     rejected = {Path(r["file"]).name: " ".join(r["reasons"]) for r in err.value.report["rejected_files"]}
     assert set(rejected) == set(EXPECTED)
     for name, reason in EXPECTED.items():

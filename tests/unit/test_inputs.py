@@ -88,7 +88,7 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
     strict = ValidationConfig(min_rows=1, max_failed_file_share=0.0)
     with pytest.raises(DataValidationError) as refused:
         gate(reports, data=DataConfig(), validation=strict, out=tmp_path / "out", quarantine_dir=tmp_path / "q")
-    console = str(refused.value).splitlines()
+    console = refused.value.details.splitlines()
     assert [line for line in console if line.startswith("  - ")] == [console[1]], "one line per rejected file"
     assert "evil\\n" in console[1]
     table = [line for line in (tmp_path / "out" / "validation.md").read_text().splitlines() if line.startswith("| `")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import continual
+from lmloop import landing as landing_folder
 from lmloop.state import State
 
 
@@ -18,7 +18,7 @@ def test_a_file_written_while_it_is_read_waits_for_the_next_cycle(
     landing.mkdir()
     growing = landing / "growing.jsonl"
     growing.write_text(json.dumps({"text": "first row"}) + "\n")
-    hashed = continual.sha256_uri
+    hashed = landing_folder.sha256_uri
 
     def writer_appends_after_the_hash(uri: str) -> tuple[str, int]:
         result = hashed(uri)
@@ -26,12 +26,12 @@ def test_a_file_written_while_it_is_read_waits_for_the_next_cycle(
             f.write(json.dumps({"text": "another row"}) + "\n")
         return result
 
-    monkeypatch.setattr(continual, "sha256_uri", writer_appends_after_the_hash)
-    assert continual.new_files(landing, state, staging) == [], "changed while copied: not taken"
-    monkeypatch.setattr(continual, "sha256_uri", hashed)  # the producer has finished
-    (fresh,) = continual.new_files(landing, state, staging)
+    monkeypatch.setattr(landing_folder, "sha256_uri", writer_appends_after_the_hash)
+    assert landing_folder.new_files(landing, state, staging) == [], "changed while copied: not taken"
+    monkeypatch.setattr(landing_folder, "sha256_uri", hashed)  # the producer has finished
+    (fresh,) = landing_folder.new_files(landing, state, staging)
     staged = Path(fresh["staged"])
     assert fresh["uri"] == str(growing) and staged != growing
     assert hashlib.sha256(staged.read_bytes()).hexdigest() == fresh["sha256"] == hashed(str(growing))[0]
     state.advance_watermark([fresh], "batch-1")
-    assert continual.new_files(landing, state, staging) == [], "consumed"
+    assert landing_folder.new_files(landing, state, staging) == [], "consumed"

@@ -84,3 +84,24 @@ def test_periodic_validation_and_early_stopping(blocks: Dataset) -> None:
     result = train_causal_lm(_model(), blocks, cfg, lambda m, s: logged.append(m), val_blocks=blocks.select(range(16)))
     assert all("val_loss" in m for m in logged)
     assert result.stopped_early and result.steps < 200
+
+
+def test_checkpoints_also_come_by_the_clock(blocks: Dataset, tmp_path: Path) -> None:
+    """A step interval longer than the run, a tiny time interval: checkpoints come anyway (at log steps)."""
+    cfg = CFG.model_copy(update={"checkpoint_every": 10_000, "checkpoint_minutes": 1e-6, "keep_checkpoints": 10})
+    train_causal_lm(_model(), blocks, cfg, None, tmp_path / "ckpt")
+    steps = sorted(int(p.name.split("-")[1]) for p in complete_checkpoints(tmp_path / "ckpt"))
+    assert steps == [5, 10, 15, 20, 25, 30]
+
+
+def test_ctrl_c_stops_at_the_next_step_with_a_checkpoint(blocks: Dataset, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    def log(metrics: dict, step: int) -> None:
+        if step == 10:
+            os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C: handled, not raised mid-step
+
+    with pytest.raises(KeyboardInterrupt, match="SIGINT: stopped with a checkpoint saved at step 10"):
+        train_causal_lm(_model(), blocks, CFG.model_copy(update={"log_every": 5}), log, tmp_path / "ckpt")
+    assert latest_valid(tmp_path / "ckpt").name.endswith("10")

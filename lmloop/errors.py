@@ -1,0 +1,20 @@
+"""Mistakes a user can fix (a bad path, key, column; no champion yet), told apart from bugs: the CLI prints a
+:class:`UserError` as one message, without a traceback, and opens no MLflow run for it."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class UserError(ValueError):
+    """The input or the request is wrong; the message names the cause and the fix."""
+
+
+class NoModel(UserError):
+    """The registered model, alias or version asked for does not exist (yet)."""
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """``; did you mean X?`` for the closest of ``choices`` (empty when none is close)."""
+    matches = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(matches)}?" if matches else ""
