@@ -55,7 +55,8 @@ def main(
 
 def _user_error(exc: BaseException, what: str = "error") -> typer.Exit:
     """One line naming the cause and the fix; the traceback only with --debug. Exit code 2."""
-    console.print(f"[red]{what}:[/red] {exc}")
+    console.print(f"[red]{what}:[/red]", end=" ")
+    console.print(str(exc), soft_wrap=True, markup=False, highlight=False)
     if DEBUG["on"]:
         console.print_exception()
     return typer.Exit(2)
@@ -191,7 +192,8 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
             _emit_json({"status": "error", "error": str(exc), "model_version": None})
         raise _user_error(exc) from exc
     except DataValidationError as exc:
-        console.print(f"[red]data rejected[/red] — {exc.details}")
+        console.print("[red]data rejected[/red] —", end=" ")
+        console.print(exc.details, soft_wrap=True, markup=False, highlight=False)  # paths whole, never markup
         if as_json:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
@@ -245,6 +247,10 @@ def finetune(
     lora: Annotated[
         bool, typer.Option("--lora", help="Train LoRA adapters (peft), merged before registering.")
     ] = False,
+    test_data: Annotated[
+        list[str] | None,
+        typer.Option("--test-data", help="Classification: your own test file(s); default eval.test_sources."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a registered model: continued LM training, or a classification head on labelled data."""
@@ -254,9 +260,12 @@ def finetune(
     cfg = _load(config, set_)
     _preflight(lambda: check_data(_sources(data, cfg), cfg.data), as_json)
     _preflight(lambda: check_model(cfg.registry.model_name, base), as_json)
+    if test_data:
+        _preflight(lambda: check_data(test_data, cfg.data), as_json)
     from flows.finetune import finetune_flow
 
-    result = _run_flow(lambda: finetune_flow(task=task, config=cfg, data=data, base=base, lora=lora), as_json)
+    call = lambda: finetune_flow(task=task, config=cfg, data=data, base=base, lora=lora, test_data=test_data)  # noqa: E731
+    result = _run_flow(call, as_json)
     _print_summary(result, f"lmloop finetune --task {task}")
     if task == "classification":
         m = result["metrics"]

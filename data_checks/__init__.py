@@ -12,6 +12,7 @@ __all__ = [
     "Failure",
     "ValidationReport",
     "corpus_suite",
+    "data_docs",
     "file_suite",
     "token_suite",
     "validate_corpus",

@@ -8,8 +8,13 @@ rows fail a row check (those rows are dropped, the file is kept).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import html
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
@@ -134,6 +139,46 @@ def _failure(result: Any) -> tuple[Failure, set[int]]:
     return failure, {int(row["line"]) for row in unexpected if "line" in row}
 
 
+_DOCS: ContextVar[Path | None] = ContextVar("data_docs", default=None)
+
+
+@contextmanager
+def data_docs(folder: Path) -> Iterator[Path]:
+    """While active, every validation also writes its GX Data Docs page (the validation-result page GX's
+    docs site shows) into ``folder``, listed in ``folder/index.html``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = _DOCS.set(folder)
+    try:
+        yield folder
+    finally:
+        _DOCS.reset(token)
+
+
+def _write_docs_page(result: Any, title: str) -> None:
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    folder = _DOCS.get()
+    if folder is None:
+        return
+    n = len(list(folder.glob("*.html")))
+    name = f"{n:04d}-{result.suite_name}.html"
+    (folder / name).write_text(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+    entries = [] if not (folder / "pages.json").exists() else json.loads((folder / "pages.json").read_text())
+    entries.append({"page": name, "suite": result.suite_name, "what": title, "success": bool(result.success)})
+    (folder / "pages.json").write_text(json.dumps(entries, indent=1))
+    rows = "".join(
+        f"<tr><td><a href='{e['page']}'>{html.escape(e['what'])}</a></td><td>{e['suite']}</td>"
+        f"<td>{'passed' if e['success'] else 'FAILED'}</td></tr>"
+        for e in entries
+    )
+    (folder / "index.html").write_text(
+        "<html><head><title>lmloop data gate: GX Data Docs</title></head><body>"
+        "<h1>Great Expectations Data Docs</h1><table border='1' cellpadding='4'>"
+        f"<tr><th>validated</th><th>suite</th><th>result</th></tr>{rows}</table></body></html>"
+    )
+
+
 def _run(frame: pd.DataFrame, build: Callable[[], gx.ExpectationSuite], index_columns: list[str]) -> Any:
     """Validate ``frame`` in a fresh ephemeral context (GX needs the context before the suite exists)."""
     # in memory, no Data Docs site: GX's default ephemeral context makes a temporary docs folder every time
@@ -146,7 +191,14 @@ def _run(frame: pd.DataFrame, build: Callable[[], gx.ExpectationSuite], index_co
         batch_parameters={"dataframe": frame.reset_index(drop=True)}
     )
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": index_columns}
-    return batch.validate(context.suites.add(suite), result_format=result_format)
+    result = batch.validate(context.suites.add(suite), result_format=result_format)
+    if "source" in frame:
+        sources = frame["source"].unique().tolist()
+        title = sources[0] if len(sources) == 1 else f"{len(sources)} files ({sources[0]}, ...)"
+    else:
+        title = f"the accepted corpus ({len(frame)} documents)"
+    _write_docs_page(result, title)
+    return result
 
 
 def _report(frame: pd.DataFrame, result: Any) -> ValidationReport:

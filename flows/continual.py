@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from lmloop import settings, tracking
-from lmloop.config import PipelineConfig
+from lmloop.config import PipelineConfig, with_knobs
 from lmloop.errors import NoModel
 from lmloop.landing import nothing_new as nothing_to_do
 from lmloop.runs import run_key
@@ -38,13 +38,23 @@ def _cycle_config(config: PipelineConfig, state: State, batch: str) -> PipelineC
 
 @flow(name="continual", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
 def continual_flow(
-    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
     incoming: str | None = None,
+    preset: str | None = None,
+    max_steps: int | None = None,
+    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
 ) -> dict[str, Any]:
     """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why).
 
     The summary names each version for what it is: ``previous_champion`` (the champion this cycle started
-    from and was judged against), ``challenger`` (trained here), ``champion`` (after the decision)."""
+    from and was judged against), ``challenger`` (trained here), ``champion`` (after the decision).
+
+    Args:
+        incoming: The landing folder to look in (default: continual.landing, else LMLOOP_HOME/landing).
+        preset: A preset name that replaces the config below.
+        max_steps: Optimizer steps of the challenger's training (finetune.max_steps).
+        config: The full configuration, every section.
+    """
+    config = with_knobs(config, preset, max_steps, "finetune")
     home = settings.home()
     landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name

@@ -11,9 +11,9 @@ from lmloop.config import PipelineConfig
 from lmloop.errors import UserError
 from lmloop.preflight import check_data, check_model
 from lmloop.runs import run_key
-from tasks.data import ingest_data, split_data, validate_data
+from tasks.data import ingest_data, prepare_test_set, split_data, validate_data
 from tasks.evaluate import evaluate_model
-from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm
+from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm, judge_new_classifier
 from tasks.register import register_model
 from tasks.tokenize import tokenize_and_pack
 from tasks.tracking import tracked_run
@@ -37,11 +37,13 @@ def finetune_flow(
     base: str = "champion",
     lora: bool = False,
     run_name: str | None = None,
+    test_data: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``registry.model_name`` at ``base`` (alias or version) on ``data``; register the result.
 
     ``lm`` registers a new version of the same model (tagged with its parent); ``classification``
-    registers ``<model_name>-classifier`` with its label map. ``lora`` trains LoRA adapters, merged
+    registers ``<model_name>-classifier`` with its label map, scored on ``test_data`` (or
+    ``eval.test_sources``) when given, else on its own hash split. ``lora`` trains LoRA adapters, merged
     before registering. Architecture, tokenizer and block size come from the base model.
     """
     sources = list(data or config.data.sources)
@@ -49,6 +51,9 @@ def finetune_flow(
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
     check_data(sources, config.data)  # before the run opens: a mistake leaves no MLflow run behind
     check_model(config.registry.model_name, base)
+    held_out = list(test_data or config.eval.test_sources)
+    if held_out:
+        check_data(held_out, config.data)
     name = run_name or f"finetune-{task}{'-lora' if lora else ''}"
     home = settings.home()
     with tracked_run(config, name, sources, home, run_key(config.digest(), sorted(sources), name)) as run:
@@ -71,14 +76,22 @@ def finetune_flow(
             trained = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
             registered = register_model(trained, name=config.registry.model_name, tags=tags, run=run)
         else:
-            trained = finetune_classifier(corpus, parent, train_cfg=config.finetune, lora=lora, run=run)
+            test = (
+                prepare_test_set(held_out, data=config.data, validation=config.validation, run=run)
+                if held_out
+                else None
+            )
+            trained = finetune_classifier(corpus, parent, train_cfg=config.finetune, lora=lora, run=run, test=test)
             tags["labels"] = ",".join(trained.labels)
             classifier = f"{config.registry.model_name}-classifier"
             refused = below_baseline(trained.metrics)
             registered = register_model(
                 trained, name=classifier, tags=tags, run=run, task="text-classification", refused=refused
             )
+            if not refused:  # beats the baseline: is it better than the current champion classifier?
+                verdict = judge_new_classifier(trained, registered, run=run)
+                registered = registered.model_copy(update={"aliases": verdict["aliases"]})
     summary = {"metrics": trained.metrics, "validation": corpus.validation, "work_dir": str(run.work)}
     if task == "classification":
-        summary["not_promoted"] = refused
+        summary["not_promoted"] = refused or (None if "champion" in registered.aliases else verdict["reason"])
     return {"run_id": run.run_id, **registered.model_dump(), **summary}

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lmloop import settings
-from lmloop.config import PipelineConfig
+from lmloop.config import PipelineConfig, with_knobs
 from lmloop.errors import UserError
 from lmloop.preflight import check_data
 from lmloop.runs import run_key
@@ -21,15 +21,25 @@ from tasks.train import pretrain_model
 
 @flow(name="training", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
 def training_flow(
-    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     data: list[str] | None = None,
+    preset: str | None = None,
+    max_steps: int | None = None,
     run_name: str | None = None,
+    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen, so a shared default is safe)
 ) -> dict[str, Any]:
     """Train a causal LM from scratch on ``data`` (or ``config.data.sources``) and register it in MLflow.
 
     Returns the run summary: run id, model name/version/aliases, metrics and the validation result.
     Raises ``DataValidationError`` (and registers nothing) when the data gate rejects the input.
+
+    Args:
+        data: Files, folders or globs to train on (default: the config's data.sources).
+        preset: A preset name (tiny, small, gpt2-124m) that replaces the config below.
+        max_steps: Optimizer steps (train.max_steps).
+        run_name: The MLflow run's name (default: pretrain).
+        config: The full configuration, every section.
     """
+    config = with_knobs(config, preset, max_steps, "train")
     sources = list(data or config.data.sources)
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")

@@ -12,14 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from lmloop.config import TrainConfig
+from lmloop.config import FinetuneConfig
 from lmloop.contracts import BaseModelRef, Corpus, TrainedModel
 
 LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
@@ -27,17 +26,6 @@ LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
 
 def label_map(labels: list[str]) -> dict[str, int]:
     return {label: i for i, label in enumerate(sorted(set(labels)))}
-
-
-def encode_labelled(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, labels: dict[str, int], max_length: int
-) -> Dataset:
-    """Rows with a known label -> fixed-length ``input_ids``/``attention_mask`` (right-padded) and ``labels``.
-    (Plain calls, not ``Dataset.map``: hashing a closure for its cache prints the closure's bytecode, which
-    Prefect's print capture put into the run's log.)"""
-    rows = [(t, lab) for t, lab in zip(dataset["text"], dataset["label"], strict=True) if lab in labels]
-    enc = tokenizer([t for t, _ in rows], truncation=True, max_length=max_length, padding="max_length")
-    return Dataset.from_dict({**enc, "labels": [labels[lab] for _, lab in rows]})
 
 
 def build_classifier(backbone_dir: str, labels: dict[str, int], pad_token_id: int, lora: bool) -> PreTrainedModel:
@@ -66,21 +54,6 @@ def build_classifier(backbone_dir: str, labels: dict[str, int], pad_token_id: in
 def merge_lora(model: torch.nn.Module) -> PreTrainedModel:
     """Fold LoRA adapters into the base weights: the saved model needs no peft to load."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-@torch.inference_mode()
-def predict(model: PreTrainedModel, encoded: Dataset, batch_size: int = 64) -> np.ndarray:
-    model.eval()
-    device = next(model.parameters()).device
-    data = encoded.with_format("torch", columns=["input_ids", "attention_mask"])
-    out = []
-    for i in range(0, len(data), batch_size):
-        batch = data[i : i + batch_size]
-        logits = model(
-            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-        ).logits
-        out.append(logits.argmax(-1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -131,14 +104,48 @@ def probe_metrics(features: np.ndarray, labels: list[str], folds: int = 5, seed:
     return classification_metrics(y, pred, kept)
 
 
-def tfidf_baseline(train: Dataset, test: Dataset, labels: dict[str, int]) -> np.ndarray:
-    """TF-IDF (word 1-2 grams) + logistic regression trained on the same training split."""
-    train_rows = [(t, lab) for t, lab in zip(train["text"], train["label"], strict=True) if lab in labels]
+Rows = list[tuple[str, str]]
+
+
+def tfidf_baseline(train: Rows, test: Rows, labels: dict[str, int]) -> np.ndarray:
+    """TF-IDF (word 1-2 grams) + logistic regression trained on the same training rows; predictions for
+    ``test``'s rows whose label is known (the rows the classifier is scored on)."""
+    train_rows = [(t, lab) for t, lab in train if lab in labels]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     x_train = vectorizer.fit_transform([t for t, _ in train_rows])
     clf = LogisticRegression(max_iter=1000).fit(x_train, [labels[lab] for _, lab in train_rows])
-    test_texts = [t for t, lab in zip(test["text"], test["label"], strict=True) if lab in labels]
-    return clf.predict(vectorizer.transform(test_texts))
+    return clf.predict(vectorizer.transform([t for t, lab in test if lab in labels]))
+
+
+def accuracy_difference_ci(
+    y_true: np.ndarray, ours: np.ndarray, theirs: np.ndarray, samples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Paired bootstrap 95% CI of accuracy(ours) - accuracy(theirs) on the same rows."""
+    diff = (ours == y_true).astype(np.float64) - (theirs == y_true).astype(np.float64)
+    if len(diff) == 0:
+        return 0.0, 0.0
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(samples, len(diff)))
+    means = diff[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def classifier_rows(corpus: Corpus, test: Corpus | None) -> dict[str, Rows]:
+    """(text, label) rows per split. With a team's own ``test`` corpus (cleaned by the same gate), the test
+    rows are exactly its rows and the training pool (the corpus's train and test splits for training, its
+    validation split for validation) holds none of its documents."""
+
+    def rows(ds: Any, drop: set[str] = frozenset()) -> Rows:  # type: ignore[assignment]
+        return [(t, lab) for t, lab, d in zip(ds["text"], ds["label"], ds["doc_id"], strict=True) if d not in drop]
+
+    if test is None:
+        return {name: rows(corpus.split(name)) for name in ("train", "validation", "test")}
+    held = test.load()
+    drop = set(held["doc_id"])
+    return {
+        "train": rows(corpus.split("train"), drop) + rows(corpus.split("test"), drop),
+        "validation": rows(corpus.split("validation"), drop),
+        "test": rows(held),
+    }
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path) -> Path:
@@ -167,48 +174,64 @@ def train_classifier(
     corpus: Corpus,
     base: BaseModelRef,
     *,
-    train_cfg: TrainConfig,
+    train_cfg: FinetuneConfig,
     lora: bool,
     out: Path,
     log: Any = None,
-    cache: Path | None = None,
+    test: Corpus | None = None,
 ) -> TrainedModel:
-    """Fine-tune a classification head on ``base``; test-split accuracy/macro-F1 beside TF-IDF + LR.
-    Sequences are cut at the base model's context length."""
+    """Fine-tune a classification head on ``base`` (epochs, early stopping on validation macro-F1, see
+    :mod:`lmloop.classifier_training`); test accuracy/macro-F1 beside TF-IDF + LR on the same rows, with a
+    paired-bootstrap 95% CI of the accuracy difference. ``test``: the team's own test set."""
     from accelerate.utils import set_seed
 
+    from lmloop.classifier_training import encode, fit, max_length_for, predict
     from lmloop.contracts import write_json
     from lmloop.tokenizer import load_tokenizer
-    from lmloop.train import Trainer
 
     tokenizer = load_tokenizer(base.tokenizer_dir)
-    splits = {name: corpus.split(name).select_columns(["text", "label"]) for name in ("train", "validation", "test")}
-    labels = label_map([lab for lab in splits["train"]["label"] if lab is not None])
+    splits = classifier_rows(corpus, test)
+    labels = label_map([lab for _, lab in splits["train"] if lab is not None])
     if len(labels) < 2:
         raise ValueError(f"classification needs at least 2 labels in the training split, found {sorted(labels)}")
-    encoded = {name: encode_labelled(ds, tokenizer, labels, base.model.block_size) for name, ds in splits.items()}
+    known = {name: [(t, lab) for t, lab in rows if lab in labels] for name, rows in splits.items()}
+    lengths = [len(ids) for ids in tokenizer([t for t, _ in known["train"]], add_special_tokens=False)["input_ids"]]
+    limit = max_length_for(lengths, base.model.block_size)
+    encoded = {
+        name: encode([t for t, _ in rows], [labels[lab] for _, lab in rows], tokenizer, limit)
+        for name, rows in known.items()
+    }
     set_seed(train_cfg.seed)
     model = build_classifier(base.dir, labels, tokenizer.pad_token_id, lora)
-    checkpoints = out / "checkpoints-classifier"
-    result = Trainer(model, encoded["train"], train_cfg, checkpoints, encoded["validation"], log, cache).run()
+    summary = fit(model, encoded["train"], encoded["validation"], train_cfg, len(labels), tokenizer.pad_token_id, log)
     model = merge_lora(model)
     model_dir = out / "classifier"
     model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
     names = sorted(labels, key=labels.get)
-    y_true, y_pred = np.asarray(encoded["test"]["labels"]), predict(model, encoded["test"])
-    model_scores = classification_metrics(y_true, y_pred, names)
-    base_scores = classification_metrics(y_true, tfidf_baseline(splits["train"], splits["test"], labels), names)
+    y_true, y_pred = encoded["test"].labels, predict(model, encoded["test"], tokenizer.pad_token_id)
+    baseline = tfidf_baseline(known["train"], known["test"], labels)
+    model_scores, base_scores = (classification_metrics(y_true, p, names) for p in (y_pred, baseline))
+    low, high = accuracy_difference_ci(y_true, y_pred, baseline)
     metrics = {
         "accuracy": model_scores["accuracy"],
         "macro_f1": model_scores["macro_f1"],
         "baseline_accuracy": base_scores["accuracy"],
         "baseline_macro_f1": base_scores["macro_f1"],
+        "accuracy_difference_ci95_low": low,
+        "accuracy_difference_ci95_high": high,
         "test_documents": int(len(y_true)),
-        "train_tokens_per_second": result.tokens_per_second,
-        "train_final_loss": result.final_loss,
+        "max_length": limit,
+        **{k: summary[k] for k in ("best_epoch", "epochs_run", "train_tokens_per_second", "train_final_loss")},
     }
-    reports = {"report": model_scores["report"], "baseline_report": base_scores["report"]}
-    write_json(model_dir / "metrics.json", {**metrics, **reports})
+    reports = {
+        "report": model_scores["report"],
+        "baseline_report": base_scores["report"],
+        "history": summary["history"],
+    }
+    write_json(model_dir / "metrics.json", {**metrics, **reports, "test_source": "team" if test else "split"})
+    from lmloop.classifier_gate import write_test_rows
+
+    write_test_rows(known["test"], out / "classifier_test_rows.jsonl")  # the rows a later gate compares on
     plot_confusion(y_true, y_pred, names, model_dir / "confusion_matrix.png")
     return TrainedModel(dir=str(model_dir), metrics=metrics, labels=names)

@@ -149,6 +149,21 @@ class FinetuneConfig(TrainConfig):
     checkpoint_every: int = Field(
         50, ge=1, description="Steps between checkpoints (also saved at the end and on SIGTERM)."
     )
+    epochs: int = Field(
+        10, ge=1, description="Classification: passes over the training split at most (max_steps does not apply)."
+    )
+    patience: int = Field(
+        2,
+        ge=1,
+        description="Classification: stop after this many epochs without a better validation macro-F1; "
+        "the best epoch's weights are kept.",
+    )
+    classifier_learning_rate: float = Field(
+        5e-4,
+        gt=0.0,
+        description="Classification: peak learning rate (linear warm-up over the first epoch's "
+        "first tenth, linear decay).",
+    )
 
 
 class EvalConfig(_Frozen):
@@ -171,6 +186,11 @@ class EvalConfig(_Frozen):
         description="Fixed prompts for the samples table; default: the first words of test documents.",
     )
     max_new_tokens: int = Field(40, ge=1)
+    test_sources: list[str] = Field(
+        default_factory=list,
+        description="A team's own test file(s) for classification: both lmloop's classifier and the TF-IDF + LR "
+        "baseline are scored on exactly their rows (after the same cleaning), and training never sees them.",
+    )
     references: str | None = Field(
         None, description="JSONL of {prompt, reference} for BLEU/chrF; default: _meta/references.jsonl beside the data."
     )
@@ -327,6 +347,22 @@ def load_config(
     except ValidationError as exc:
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"{source}: invalid config: {problems}") from exc
+
+
+def with_knobs(
+    config: PipelineConfig, preset: str | None = None, max_steps: int | None = None, section: str = "train"
+) -> PipelineConfig:
+    """The few settings a person changes when triggering a run by hand (the Prefect UI's form lists them
+    first): ``preset`` replaces the whole config with a shipped or home preset, then ``max_steps`` sets
+    ``<section>.max_steps``."""
+    if preset:
+        from lmloop.settings import preset_dirs
+
+        config = load_config(preset, None, preset_dirs())
+    if max_steps is not None:
+        updated = getattr(config, section).model_copy(update={"max_steps": max_steps})
+        config = config.model_copy(update={section: type(updated).model_validate(updated.model_dump())})
+    return config
 
 
 def _problem(error: Any) -> str:

@@ -14,12 +14,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, concatenate_datasets
+
+if TYPE_CHECKING:  # imported where used: `datasets` takes a second, and the landing check needs none of it
+    from datasets import Dataset
 
 from lmloop.cleaning import doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
@@ -113,6 +115,8 @@ def select_documents(
     Drops are charged to the file whose shard held the row: byte-identical files share one shard,
     so the rows' ``source`` column can't tell them apart.
     """
+    from datasets import Dataset
+
     parts = [id_array(Dataset.from_file(r.shard)["doc_id"]) for r in accepted]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     owner = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
@@ -154,6 +158,8 @@ def record_trained(store: Path, ids: np.ndarray) -> int:
 
 
 def load_shards(paths: list[str]) -> Dataset:
+    from datasets import Dataset, concatenate_datasets
+
     return concatenate_datasets([Dataset.from_file(p) for p in paths]) if paths else Dataset.from_dict({})
 
 

@@ -150,7 +150,7 @@ def eval_sample(
     """Which documents to score: in the order of their content hash (a fixed pseudo-random order, so every
     model and every re-run scores the same ones), as many as fit ``max_documents`` and ``max_tokens``."""
     order = sorted(range(len(texts)), key=lambda i: doc_ids[i])[: max_documents or len(texts)]
-    if max_tokens:
+    if max_tokens and order:
         lengths = np.array(
             [len(ids) + 1 for ids in tokenizer([texts[i] for i in order], add_special_tokens=False)["input_ids"]]
         )
@@ -242,6 +242,13 @@ def evaluate(
     tokenizer = load_tokenizer(trained.dir)
     model = AutoModelForCausalLM.from_pretrained(trained.dir)
     split = corpus.split("test")
+    if len(split) == 0:
+        from lmloop.errors import UserError
+
+        raise UserError(
+            f"no test documents in {corpus.root}: the hash split put none of the {corpus.sizes.get('train', 0)} "
+            "documents in test; raise data.test_fraction or bring more documents"
+        )
     chosen = eval_sample(list(split["text"]), list(split["doc_id"]), tokenizer, cfg.max_documents, cfg.max_tokens)
     test = split.select(chosen)
     texts = list(test["text"])

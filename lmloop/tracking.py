@@ -86,6 +86,14 @@ def child_run(parent_id: str, stage: str) -> str:
     return c.create_run(parent.info.experiment_id, run_name=stage, tags=tags).info.run_id
 
 
+def metrics_with_stages(run_id: str) -> dict[str, float]:
+    """A run's latest metrics, and those of its nested stage runs (a stage's own win)."""
+    c = client()
+    run = c.get_run(run_id)
+    children = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    return {k: v for r in [run, *children] for k, v in r.data.metrics.items()}
+
+
 def run_exists(run_id: str) -> bool:
     """Is ``run_id`` in the tracking store? (Not when the store was lost or replaced since.)"""
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from lmloop import stages, tracking
+from data_checks import data_docs
+from lmloop import settings, stages, tracking
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.contracts import Corpus, Ingested, Run
 from lmloop.state import State
@@ -16,9 +17,10 @@ from lmloop.state import State
 @task
 def ingest_data(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Ingested:
     """Read, clean and run the GX file suite on every raw file (cached by content hash)."""
-    out = stages.ingest(
-        sources, data=data, validation=validation, shards=run.home.cache / "shards", out=run.work / "data"
-    )
+    with data_docs(run.work / "data_docs"):
+        out = stages.ingest(
+            sources, data=data, validation=validation, shards=run.home.cache / "shards", out=run.work / "data"
+        )
     tracking.log_metrics(run.run_id, {f"ingest_{k}": v for k, v in out.counts().items()})
     return out
 
@@ -27,23 +29,54 @@ def _report(run: Run, folder: Path) -> None:
     for name in ("validation.md", "validation.json", "manifest.json"):
         if (folder / name).exists():
             tracking.log_artifact(run.run_id, folder / name, "data")
+    docs = run.work / "data_docs"
+    if docs.exists():  # GX's own pages, one per validation run (files already checked earlier are cached)
+        tracking.log_artifact(run.run_id, docs, "data/data_docs")
     if (folder / "validation.md").exists():
-        create_markdown_artifact(
-            (folder / "validation.md").read_text(), key="data-validation", description="lmloop data gate"
-        )
+        experiment = tracking.client().get_run(run.run_id).info.experiment_id
+        link = f"{settings.mlflow_ui_url()}/#/experiments/{experiment}/runs/{run.run_id}/artifacts/data/data_docs/index.html"
+        text = (folder / "validation.md").read_text()
+        text += f"\n\nGreat Expectations Data Docs of this run: [{link}]({link})\n" if docs.exists() else ""
+        create_markdown_artifact(text, key="data-validation", description="lmloop data gate")
+
+
+@task
+def prepare_test_set(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
+    """A team's own test file(s) through the same reading, cleaning and gate as the training data (its
+    documents are then scored as they are, and kept out of training)."""
+    out = run.work / "test_data"
+    ingested = stages.ingest(sources, data=data, validation=validation, shards=run.home.cache / "shards", out=out)
+    corpus = stages.validate(
+        ingested,
+        data=data,
+        validation=validation,
+        quarantine=run.home.quarantine / run.run_id,
+        state=State(run.home.state),
+    )
+    tracking.log_metrics(run.run_id, {"team_test_documents": corpus.validation["rows"]})
+    tracking.log_dataset(
+        run.run_id,
+        "team-test",
+        corpus.manifest_digest,
+        sources[0],
+        context="test",
+        profile={"rows": corpus.validation["rows"], "sources": sources[:20]},
+    )
+    return corpus
 
 
 @task
 def validate_data(ingested: Ingested, *, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
     """The data gate; raises ``DataValidationError`` (never retried) when the data is rejected."""
     try:
-        corpus = stages.validate(
-            ingested,
-            data=data,
-            validation=validation,
-            quarantine=run.home.quarantine / run.run_id,
-            state=State(run.home.state),
-        )
+        with data_docs(run.work / "data_docs"):
+            corpus = stages.validate(
+                ingested,
+                data=data,
+                validation=validation,
+                quarantine=run.home.quarantine / run.run_id,
+                state=State(run.home.state),
+            )
     finally:
         _report(run, Path(ingested.dir))
     counts = ("rows", "files_rejected", "duplicates_removed", "already_trained_removed", "leakage_removed")

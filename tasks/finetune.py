@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 
 from lmloop import pretrain, tracking
 from lmloop.classify import train_classifier
-from lmloop.config import ModelConfig, TrainConfig
-from lmloop.contracts import BaseModelRef, Blocks, Corpus, Run, TrainedModel
+from lmloop.config import FinetuneConfig, ModelConfig, TrainConfig
+from lmloop.contracts import BaseModelRef, Blocks, Corpus, Registered, Run, TrainedModel
+from lmloop.state import State
 from tasks.train import log_training_curves, with_progress
 
 
@@ -41,13 +44,28 @@ def finetune_lm(blocks: Blocks, base: BaseModelRef, *, train_cfg: TrainConfig, l
 
 @task
 def finetune_classifier(
-    corpus: Corpus, base: BaseModelRef, *, train_cfg: TrainConfig, lora: bool, run: Run
+    corpus: Corpus, base: BaseModelRef, *, train_cfg: FinetuneConfig, lora: bool, run: Run, test: Corpus | None = None
 ) -> TrainedModel:
-    """A classification head on the base model; accuracy and macro-F1 beside TF-IDF + logistic regression."""
-    log = tracking.step_logger(run.run_id)
-    out = train_classifier(corpus, base, train_cfg=train_cfg, lora=lora, out=run.work, log=log, cache=run.home.cache)
+    """A classification head on the base model; accuracy and macro-F1 beside TF-IDF + logistic regression
+    on the same test rows (``test``: the team's own)."""
+    log = tracking.step_logger(run.run_id, "val_macro_f1")
+    out = train_classifier(corpus, base, train_cfg=train_cfg, lora=lora, out=run.work, log=log, test=test)
     tracking.log_metrics(run.run_id, out.metrics)
     tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
     tracking.log_artifact(run.run_id, out.path / "confusion_matrix.png", "plots")
     log_training_curves(run, f"Classifier fine-tuning from v{base.version}")
     return out
+
+
+@task
+def judge_new_classifier(trained: TrainedModel, registered: Registered, run: Run) -> dict[str, Any]:
+    """``@champion`` moves to the new classifier only when it beats the current one on the same test rows."""
+    from lmloop.classifier_gate import judge_classifier
+
+    name, version = registered.model_name, registered.model_version
+    rows = run.work / "classifier_test_rows.jsonl"
+    outcome = judge_classifier(name, version, trained.path, rows, run.work, State(run.home.state))
+    tracking.set_tags(
+        run.run_id, {"gate.decision": "promoted" if outcome["promoted"] else "kept", "gate.reason": outcome["reason"]}
+    )
+    return {**outcome, "aliases": tracking.aliases_of(name, version)}

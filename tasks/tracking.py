@@ -55,8 +55,27 @@ def _prefect_links() -> dict[str, str]:
     }
 
 
+# What each stage handled, from the metrics it logged: (metric, unit), first found wins.
+_AMOUNTS = {
+    "ingest_data": [("ingest_rows_read", "rows read"), ("ingest_bytes_read", "bytes")],
+    "validate_data": [("data_rows", "documents accepted")],
+    "split_data": [("train_documents", "training documents")],
+    "mix_and_pack": [("new_documents", "new documents")],
+    "tokenize_and_pack": [("train_blocks", "training blocks")],
+    "pretrain_model": [("train_tokens", "tokens")],
+    "finetune_lm": [("train_tokens", "tokens")],
+    "evaluate_model": [("test_tokens", "test tokens"), ("test_documents", "test documents")],
+}
+
+
+def _amount(stage: str, metrics: dict[str, float]) -> str:
+    found = next(((metrics[m], unit) for m, unit in _AMOUNTS.get(stage, []) if m in metrics), None)
+    return f"{found[0]:,.0f} {found[1]}" if found else ""
+
+
 def _stage_table(run: Run) -> None:
-    """A Prefect table artifact (and the same table in the MLflow run): each stage's task, state and seconds."""
+    """A Prefect table artifact (and the same table in the MLflow run): each stage's task, what it handled
+    (rows, documents, tokens), its state and seconds."""
     from prefect.artifacts import create_table_artifact
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -66,9 +85,11 @@ def _stage_table(run: Run) -> None:
         return
     with get_client(sync_client=True) as client:
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.get_id()])))
+    metrics = tracking.metrics_with_stages(run.run_id)
     rows = [
         {
-            "stage": t.name.rsplit("-", 1)[0],
+            "stage": (stage := t.name.rsplit("-", 1)[0]),
+            "amount": _amount(stage, metrics),
             "state": t.state_name or "",
             "seconds": round(t.total_run_time.total_seconds(), 2),
         }

@@ -66,3 +66,21 @@ def test_corpus_and_token_suites() -> None:
     frame["n_tokens"] = [2, 40]
     report = validate_token_lengths(frame, CFG.model_copy(update={"max_tokens": 10}))
     assert not report.success and report.failures[0].examples[0]["line"] == 2
+
+
+def test_data_docs_pages_are_written_where_asked_and_no_temporary_docs_site_elsewhere(tmp_path, caplog) -> None:
+    import logging
+
+    from data_checks import data_docs
+
+    caplog.set_level(logging.INFO, logger="great_expectations")
+    validate_frame(_frame(["hello", "world", "again"]), CFG)  # outside the block: nothing written
+    with data_docs(tmp_path / "docs") as docs:
+        validate_frame(_frame(["hello", "world", "again"]), CFG)
+        validate_corpus(2, CFG)  # fails min_rows=3
+    pages = sorted(p.name for p in docs.glob("0*.html"))
+    assert len(pages) == 2 and "file" in pages[0] and "corpus" in pages[1], pages
+    index = (docs / "index.html").read_text()
+    assert "f.jsonl" in index and "passed" in index and "FAILED" in index
+    assert "Great Expectations" in (docs / pages[0]).read_text()
+    assert not any("docs site" in r.getMessage() for r in caplog.records), "no temporary docs folder per run"

@@ -177,7 +177,7 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
         experiment = runs["info"]["experiment_id"]
         driver = _chrome()
         page = _shot(
-            driver, f"{mlflow}/#/experiments/{experiment}/runs", ["pretrain", "continual-"], "mlflow-experiment"
+            driver, f"{mlflow}/#/experiments/{experiment}/runs", ["matching runs", "pretrain"], "mlflow-experiment"
         )
         assert "Traces" not in page.split("\n")[:5], "opens on training runs, not on GenAI traces"
         assert "5 matching runs" in page, "pretrain, the cycle and its three nested stages"

@@ -54,7 +54,7 @@ def test_run_json_contract(home: Path, corpus: Path) -> None:
 
 def test_finetune_classification_json_contract(home: Path, corpus: Path) -> None:
     """Runs after test_run_json_contract in the same home: a champion exists to start from."""
-    sets = ["--set", "finetune.max_steps=10", "--set", "finetune.log_every=5", "--set", "finetune.batch_size=8"]
+    sets = ["--set", "finetune.epochs=2", "--set", "finetune.log_every=5", "--set", "finetune.batch_size=8"]
     proc = _run(
         ["finetune", "--task", "classification", "--from", "champion", "--data", str(corpus), *sets, "--json"], home
     )

@@ -72,7 +72,11 @@ def test_continual_deployment_runs_to_completion_when_triggered(tmp_path: Path) 
         )
         continual = deployments[0]
         assert continual["concurrency_limit"] == 1 or continual.get("global_concurrency_limit", {}).get("limit") == 1
-        assert "config" in continual["parameter_openapi_schema"]["properties"], "typed parameters: a form in the UI"
+        form = continual["parameter_openapi_schema"]["properties"]
+        assert "config" in form, "typed parameters: a form in the UI"
+        order = sorted(form, key=lambda name: form[name]["position"])
+        assert order == ["incoming", "preset", "max_steps", "config"], "the few knobs first, the full config last"
+        assert "landing folder" in form["incoming"].get("description", ""), form["incoming"]
         trigger = subprocess.run(
             [BIN / "prefect", "deployment", "run", "continual/continual"],
             env=env,

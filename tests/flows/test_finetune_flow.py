@@ -10,7 +10,16 @@ from lmloop import tracking
 from lmloop.config import PipelineConfig
 
 pytestmark = pytest.mark.slow
-STEPS = {"finetune": {"max_steps": 30, "warmup_steps": 3, "log_every": 10, "checkpoint_every": 30, "batch_size": 8}}
+STEPS = {
+    "finetune": {
+        "max_steps": 30,
+        "warmup_steps": 3,
+        "log_every": 10,
+        "checkpoint_every": 30,
+        "batch_size": 8,
+        "epochs": 3,
+    }
+}
 
 
 def _config(base: PipelineConfig) -> PipelineConfig:
@@ -42,6 +51,9 @@ def test_classification_head_beats_chance_and_registers_with_its_label_map(
         assert "baseline" in out["not_promoted"] and out["aliases"] == [], "a loser is never crowned"
         assert version.tags["gate.decision"] == "rejected" and "Not a champion" in version.description
         assert tracking.alias_version(out["model_name"], "champion") is None
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 3
+    assert metrics["accuracy_difference_ci95_low"] <= metrics["accuracy"] - metrics["baseline_accuracy"]
+    assert metrics["accuracy"] - metrics["baseline_accuracy"] <= metrics["accuracy_difference_ci95_high"]
     pipe = mlflow.transformers.load_model(f"models:/{out['model_name']}/{out['model_version']}")
     assert pipe("Tire stezoubi goupai")[0]["label"] in {"astronomy", "cooking", "music", "sailing"}
 
@@ -97,3 +109,37 @@ def test_a_warm_start_takes_the_champions_architecture_and_refuses_a_contradicti
         ConfigError, match=rf"model\.block_size=32 contradicts .* block_size={tiny_config.model.block_size}"
     ):
         finetune_flow(task="lm", config=contradicting, data=[str(corpus)], run_name="warm-start-contradiction")
+
+
+def test_a_worse_classifier_keeps_the_champion_classifier(
+    trained: dict, corpus: Path, tiny_config: PipelineConfig, tmp_path: Path
+) -> None:
+    """A team crowned a classifier by hand; a worse one, judged on the same test rows (paired bootstrap),
+    leaves ``@champion`` where it is, and the decision is recorded."""
+    from flows.finetune import finetune_flow
+    from lmloop import settings
+    from lmloop.classifier_gate import judge_classifier
+    from lmloop.state import State
+
+    cfg = _config(tiny_config)
+    good = finetune_flow(task="classification", config=cfg, data=[str(corpus)], run_name="classifier-good")
+    name = good["model_name"]
+    tracking.set_alias(name, "champion", good["model_version"])
+    weak = cfg.model_copy(
+        update={"finetune": cfg.finetune.model_copy(update={"epochs": 1, "classifier_learning_rate": 1e-7})}
+    )
+    bad = finetune_flow(task="classification", config=weak, data=[str(corpus)], run_name="classifier-bad")
+    assert bad["metrics"]["accuracy"] < good["metrics"]["accuracy"]
+    work = Path(good["work_dir"])
+    outcome = judge_classifier(
+        name,
+        bad["model_version"],
+        Path(bad["work_dir"]) / "classifier",
+        work / "classifier_test_rows.jsonl",
+        tmp_path,
+        State(settings.home().state),
+    )
+    assert outcome["promoted"] is False and "not better" in outcome["reason"] and "95% CI" in outcome["reason"]
+    assert tracking.alias_version(name, "champion") == good["model_version"]
+    tags = tracking.client().get_model_version(name, bad["model_version"]).tags
+    assert float(tags["gate.accuracy_difference_ci95_high"]) < 0

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from datasets import Dataset
 
 from lmloop.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
 from lmloop.evaluate import DocScores, slice_metrics
@@ -19,7 +18,7 @@ def test_tfidf_baseline_learns_separable_topics() -> None:
         "text": [f"{w} {w} thing {i}" for i in range(30) for w in ("apple", "rocket")],
         "label": ["fruit", "space"] * 30,
     }
-    data = Dataset.from_dict(rows)
+    data = list(zip(rows["text"], rows["label"], strict=True))
     labels = label_map(rows["label"])
     pred = tfidf_baseline(data, data, labels)
     assert (pred == np.array([labels[x] for x in rows["label"]])).mean() == 1.0
@@ -61,7 +60,8 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from lmloop.classify import build_classifier, merge_lora, predict
+    from lmloop.classifier_training import Encoded, predict
+    from lmloop.classify import build_classifier, merge_lora
     from lmloop.model import build_causal_lm
 
     backbone = build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
@@ -76,8 +76,8 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
     assert reloaded.config.id2label == {0: "a", 1: "b"}
     ids = torch.randint(1, 64, (3, 16))
-    encoded = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
-    assert predict(reloaded, encoded).tolist() == predict(merged, encoded).tolist()
+    encoded = Encoded([row[: 5 + i] for i, row in enumerate(ids.tolist())], np.zeros(3, dtype=np.int64))
+    assert predict(reloaded, encoded, 0).tolist() == predict(merged, encoded, 0).tolist()
 
 
 def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
@@ -87,3 +87,40 @@ def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
     assert below_baseline(beats) is None
     loses = {**beats, "macro_f1": 0.57}
     assert "macro_f1 0.570 < 0.820" in below_baseline(loses) and "accuracy" not in below_baseline(loses).split("(")[1]
+
+
+def test_best_epoch_and_early_stopping() -> None:
+    from lmloop.classifier_training import best_epoch
+
+    assert best_epoch([0.5], 2) == (0, False)
+    assert best_epoch([0.5, 0.7, 0.6], 2) == (1, False), "one worse epoch: go on"
+    assert best_epoch([0.5, 0.7, 0.6, 0.69], 2) == (1, True), "two without a better one: stop, keep epoch 2"
+    assert best_epoch([0.7, 0.7, 0.7], 2) == (0, True), "a tie is not better: the first best is kept"
+
+
+def test_batches_pad_only_to_their_own_longest_text_and_weights_favour_rare_classes() -> None:
+    from lmloop.classifier_training import Encoded, buckets, class_weights, collate, max_length_for
+
+    lengths = np.array([3, 30, 4, 29, 5, 28, 3, 31])
+    batches = buckets(lengths, 2)  # prediction order: sorted by length
+    data = Encoded([[7] * n for n in lengths], np.zeros(8, dtype=np.int64))
+    widths = [collate(data, b, 0)["input_ids"].shape[1] for b in batches]
+    assert widths == [3, 5, 29, 31] and sum(widths) * 2 < 8 * 31
+    trained = buckets(lengths, 2, np.random.default_rng(0))
+    assert sorted(np.concatenate(trained).tolist()) == list(range(8))
+    batch = collate(data, np.array([0, 1]), 0)
+    assert batch["attention_mask"].sum().item() == 33 and batch["input_ids"][0, 3:].eq(0).all()
+    weights = class_weights(np.array([0] * 90 + [1] * 10), 3)
+    assert weights[1] > weights[0] and weights.mean().item() == pytest.approx(1.0)
+    assert max_length_for([5] * 99 + [500], 256) < 64 and max_length_for([], 128) == 128
+
+
+def test_paired_bootstrap_ci_of_the_accuracy_difference() -> None:
+    from lmloop.classify import accuracy_difference_ci
+
+    y = np.arange(400) % 4
+    better = y.copy()
+    worse = np.where(np.arange(400) % 5 == 0, (y + 1) % 4, y)  # 20% wrong
+    low, high = accuracy_difference_ci(y, better, worse)
+    assert 0.13 < low < 0.2 < high < 0.27
+    assert accuracy_difference_ci(y, worse, worse) == (0.0, 0.0)

@@ -115,3 +115,13 @@ def test_an_override_changes_only_the_key_it_names_in_every_section(monkeypatch:
     assert walked > 60
     tuned = load_config("tiny", ["finetune.max_steps=30"]).finetune
     assert (tuned.max_steps, tuned.learning_rate, tuned.warmup_steps) == (30, 1e-3, 15)
+
+
+def test_form_knobs_replace_the_preset_and_set_steps() -> None:
+    from lmloop.config import with_knobs
+
+    tiny = load_config("tiny")
+    assert with_knobs(tiny) == tiny
+    assert with_knobs(tiny, max_steps=7).train.max_steps == 7
+    assert with_knobs(tiny, max_steps=9, section="finetune").finetune.max_steps == 9
+    assert with_knobs(tiny, preset="small").model == load_config("small").model

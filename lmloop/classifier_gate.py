@@ -1,0 +1,63 @@
+"""The gate for classifiers: ``@champion`` of ``<name>-classifier`` moves only when the new classifier beats
+the current champion on the same test rows (a paired bootstrap of the accuracy difference, as the LM gate
+does for bits per byte). Below its TF-IDF + LR baseline a classifier is never crowned (see the finetune flow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmloop import promotion, tracking
+from lmloop.classify import accuracy_difference_ci
+from lmloop.state import State
+
+
+def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.ndarray:
+    """A registered classifier's label names for ``texts`` (cut at its context)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from lmloop.classifier_training import Encoded, predict
+    from lmloop.tokenizer import load_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    ids = [row[:limit] or [tokenizer.pad_token_id] for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    predicted = predict(model, Encoded(ids, np.zeros(len(ids), dtype=np.int64)), tokenizer.pad_token_id)
+    return np.array([model.config.id2label[int(i)] for i in predicted])
+
+
+def write_test_rows(rows: list[tuple[str, str]], path: Path) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows), encoding="utf-8")
+    return path
+
+
+def judge_classifier(
+    name: str, challenger: str, model_dir: Path, test_rows: Path, work: Path, state: State
+) -> dict[str, Any]:
+    """Promote ``challenger`` over the current champion only when the paired-bootstrap 95% CI of its accuracy
+    minus the champion's, on the same rows, lies above zero. Recorded like every gate decision."""
+    champion = tracking.alias_version(name, promotion.CHAMPION)
+    if champion is None or champion == challenger:
+        return {"promoted": champion == challenger, "reason": "first champion", "champion_version": champion}
+    rows = [json.loads(line) for line in test_rows.read_text(encoding="utf-8").splitlines()]
+    texts, truth = [r["text"] for r in rows], np.array([r["label"] for r in rows])
+    fetched = tracking.fetch_model(name, champion, work / f"champion-{champion}")
+    ours = predict_labels(str(model_dir), str(model_dir), texts)
+    theirs = predict_labels(fetched["model_dir"], fetched["tokenizer_dir"], texts)
+    low, high = accuracy_difference_ci(truth, ours, theirs)
+    accuracy = {"challenger": float((ours == truth).mean()), "champion": float((theirs == truth).mean())}
+    promote = low > 0.0
+    verdict = "better" if promote else "not better"
+    reason = (
+        f"v{challenger} {verdict} than champion v{champion} on the same {len(rows)} test rows: accuracy "
+        f"{accuracy['challenger']:.4f} vs {accuracy['champion']:.4f}, difference 95% CI [{low:+.4f}, {high:+.4f}]"
+    )
+    numbers = {"accuracy_difference_ci95_low": low, "accuracy_difference_ci95_high": high}
+    numbers |= {f"accuracy_{k}": v for k, v in accuracy.items()}
+    return promotion.promote_if_better(
+        name, challenger, judged_against=champion, promote=promote, reason=reason, numbers=numbers, state=state
+    )

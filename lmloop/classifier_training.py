@@ -1,0 +1,162 @@
+"""Fine-tuning a sequence classifier the way classification wants it: epochs over the labelled texts,
+length-bucketed batches padded only to their own longest text (short texts waste no compute), a
+class-weighted loss for skewed classes, validation macro-F1 after each epoch, early stopping, and the best
+epoch's weights kept. Pooling is the backbone's own: the last non-pad token of a causal model."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+
+from lmloop.config import FinetuneConfig
+from lmloop.stopping import StopRequest
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[list[int]]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def max_length_for(lengths: list[int], limit: int, quantile: float = 0.99) -> int:
+    """Sequence length from the data: the ``quantile`` of token lengths (a rare long text is cut), at most
+    the model's context."""
+    return max(8, min(limit, int(np.ceil(np.quantile(lengths, quantile))) if lengths else limit))
+
+
+def encode(texts: list[str], labels: list[int], tokenizer: PreTrainedTokenizerBase, limit: int) -> Encoded:
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return Encoded([row[:limit] or [tokenizer.pad_token_id] for row in ids], np.asarray(labels, dtype=np.int64))
+
+
+def buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Batches of similar lengths. With ``rng`` (training): texts shuffled, sorted by length within windows of
+    50 batches, and the batches shuffled; without: sorted by length (prediction)."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = rng.permutation(len(lengths))
+        window = batch_size * 50
+        order = np.concatenate(
+            [w[np.argsort(lengths[w], kind="stable")] for w in np.split(order, range(window, len(order), window))]
+        )
+    out = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(out)
+    return out
+
+
+def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded to the batch's own longest text."""
+    rows = [data.ids[i] for i in index]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def class_weights(labels: np.ndarray, classes: int) -> torch.Tensor:
+    """Inverse square-root frequency, mean 1: rare classes count more without swamping the loss."""
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weights = np.where(counts > 0, (counts.sum() / (classes * np.maximum(counts, 1))) ** 0.5, 1.0)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def best_epoch(scores: list[float], patience: int) -> tuple[int, bool]:
+    """The epoch to keep (the first with the best score) and whether to stop now (``patience`` epochs
+    without a better one)."""
+    best = int(np.argmax(scores))
+    return best, len(scores) - 1 - best >= patience
+
+
+@torch.inference_mode()
+def predict(model: PreTrainedModel, data: Encoded, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    out = np.zeros(len(data), dtype=np.int64)
+    lengths = np.array([len(r) for r in data.ids])
+    for index in buckets(lengths, batch_size):
+        out[index] = model(**collate(data, index, pad_id)).logits.argmax(-1).numpy()
+    return out
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def fit(
+    model: PreTrainedModel,
+    train: Encoded,
+    validation: Encoded,
+    cfg: FinetuneConfig,
+    classes: int,
+    pad_id: int,
+    log: Callable[[dict[str, float], int], None] | None = None,
+) -> dict[str, Any]:
+    """Train for up to ``cfg.epochs`` epochs, keep the epoch with the best validation macro-F1 (the last one
+    when there is no validation split). Returns the history and the summary figures."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    lengths = np.array([len(r) for r in train.ids])
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.classifier_learning_rate,
+        weight_decay=cfg.weight_decay,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps_per_epoch // 10), steps_per_epoch * cfg.epochs)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes))
+    history: list[dict[str, float]] = []
+    best_state, step, start, tokens = None, 0, time.perf_counter(), 0
+    with StopRequest() as stop:
+        for epoch in range(cfg.epochs):
+            model.train()
+            total = 0.0
+            for index in buckets(lengths, cfg.batch_size, rng):
+                batch = collate(train, index, pad_id)
+                loss = loss_fn(model(**batch).logits, torch.from_numpy(train.labels[index]))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                total, step, tokens = total + loss.item(), step + 1, tokens + int(batch["attention_mask"].sum())
+                stop.check(f"at epoch {epoch + 1}, step {step} (a classifier is not resumed: rerun it)")
+            val = scores(validation.labels, predict(model, validation, pad_id)) if len(validation) else {}
+            history.append(
+                {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, **{f"val_{k}": v for k, v in val.items()}}
+            )
+            if log is not None:
+                log({k: v for k, v in history[-1].items() if k != "epoch"}, step)
+            best, stop_now = best_epoch([h.get("val_macro_f1", h["epoch"]) for h in history], cfg.patience)
+            if best == epoch:
+                best_state = copy.deepcopy(model.state_dict())
+            if stop_now:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    wall = time.perf_counter() - start
+    return {
+        "history": history,
+        "best_epoch": best + 1,
+        "epochs_run": len(history),
+        "train_tokens_per_second": tokens / wall if wall > 0 else 0.0,
+        "train_final_loss": history[-1]["train_loss"],
+    }
