@@ -19,10 +19,8 @@ demo: $(STAMP)
 	$(VENV)/bin/lmloop run --config tiny --data $(LMLOOP_HOME)/sample_data
 	$(VENV)/bin/lmloop finetune --task classification --from champion --data $(LMLOOP_HOME)/sample_data
 
-# two workers, a test file per worker at a time (a file's tests share fixtures and run in order): most
-# end-to-end tests wait on servers and subprocesses, so the second core is not idle
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -54,7 +54,7 @@ def continual_flow(
         max_steps: Optimizer steps of the challenger's training (finetune.max_steps).
         config: The full configuration, every section.
     """
-    config = with_knobs(config, preset, max_steps, "finetune")
+    config = with_knobs(config, preset, max_steps, "finetune", settings.preset_dirs())
     home = settings.home()
     landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name

@@ -60,7 +60,7 @@ def finetune_flow(
         parent = fetch_base_model(config.registry.model_name, base, requested=config.model, run=run)
         ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
         corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
-        corpus = split_data(corpus, data=config.data, sources=sources, run=run)
+        corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=task != "lm")
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}
         tags |= {"parent_version": parent.version, "finetune_task": task, "lora": str(lora).lower()}
         if task == "lm":
@@ -71,6 +71,7 @@ def finetune_flow(
                 validation=config.validation,
                 run=run,
                 batch_size=config.finetune.batch_size,
+                sources=sources,
             )
             trained = finetune_lm(blocks, parent, train_cfg=config.finetune, lora=lora, run=run)
             trained = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)

@@ -39,7 +39,7 @@ def training_flow(
         run_name: The MLflow run's name (default: pretrain).
         config: The full configuration, every section.
     """
-    config = with_knobs(config, preset, max_steps, "train")
+    config = with_knobs(config, preset, max_steps, "train", settings.preset_dirs())
     sources = list(data or config.data.sources)
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
@@ -49,7 +49,7 @@ def training_flow(
     with tracked_run(config, run_name or "pretrain", sources, home, key) as run:
         ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
         corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
-        corpus = split_data(corpus, data=config.data, sources=sources, run=run)
+        corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=False)
         tokenizer = train_tokenizer(corpus, config.tokenizer, run)
         block = config.model.block_size
         blocks = tokenize_and_pack(
@@ -59,6 +59,7 @@ def training_flow(
             validation=config.validation,
             run=run,
             batch_size=config.train.batch_size,
+            sources=sources,
         )
         trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)

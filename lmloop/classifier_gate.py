@@ -30,11 +30,6 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
     return np.array([model.config.id2label[int(i)] for i in predicted])
 
 
-def write_test_rows(rows: list[tuple[str, str]], path: Path) -> Path:
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows), encoding="utf-8")
-    return path
-
-
 def judge_classifier(
     name: str, challenger: str, model_dir: Path, test_rows: Path, work: Path, state: State
 ) -> dict[str, Any]:

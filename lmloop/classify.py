@@ -7,6 +7,7 @@ predicts like any transformers classifier. Baseline on the same split: TF-IDF + 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,12 @@ def accuracy_difference_ci(
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def write_test_rows(rows: Rows, path: Path) -> Path:
+    """The rows a classifier was scored on, for a later gate to score the next one on the same rows."""
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows), encoding="utf-8")
+    return path
+
+
 def classifier_rows(corpus: Corpus, test: Corpus | None) -> dict[str, Rows]:
     """(text, label) rows per split. With a team's own ``test`` corpus (cleaned by the same gate), the test
     rows are exactly its rows and the training pool (the corpus's train and test splits for training, its
@@ -230,8 +237,6 @@ def train_classifier(
         "history": summary["history"],
     }
     write_json(model_dir / "metrics.json", {**metrics, **reports, "test_source": "team" if test else "split"})
-    from lmloop.classifier_gate import write_test_rows
-
     write_test_rows(known["test"], out / "classifier_test_rows.jsonl")  # the rows a later gate compares on
     plot_confusion(y_true, y_pred, names, model_dir / "confusion_matrix.png")
     return TrainedModel(dir=str(model_dir), metrics=metrics, labels=names)

@@ -350,15 +350,17 @@ def load_config(
 
 
 def with_knobs(
-    config: PipelineConfig, preset: str | None = None, max_steps: int | None = None, section: str = "train"
+    config: PipelineConfig,
+    preset: str | None = None,
+    max_steps: int | None = None,
+    section: str = "train",
+    preset_dirs: list[Path] | None = None,
 ) -> PipelineConfig:
     """The few settings a person changes when triggering a run by hand (the Prefect UI's form lists them
     first): ``preset`` replaces the whole config with a shipped or home preset, then ``max_steps`` sets
     ``<section>.max_steps``."""
     if preset:
-        from lmloop.settings import preset_dirs
-
-        config = load_config(preset, None, preset_dirs())
+        config = load_config(preset, None, preset_dirs)
     if max_steps is not None:
         updated = getattr(config, section).model_copy(update={"max_steps": max_steps})
         config = config.model_copy(update={section: type(updated).model_validate(updated.model_dump())})

@@ -103,4 +103,6 @@ def pack_blocks(
         if len(packed):
             packed.save_to_disk(str(blocks.split_path(name)))
     counts["train_tokens"] = counts["train_blocks"] * block_size
+    for name in ("train", "validation", "test"):  # each split's own tokens, for its dataset's profile
+        counts[f"{name}_text_tokens"] = int(sum(tokens.select(corpus.split_index(name))["n_tokens"]))
     return blocks.model_copy(update={"counts": counts})

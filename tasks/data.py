@@ -31,7 +31,7 @@ def _report(run: Run, folder: Path) -> None:
             tracking.log_artifact(run.run_id, folder / name, "data")
     docs = run.work / "data_docs"
     if docs.exists():  # GX's own pages, one per validation run (files already checked earlier are cached)
-        tracking.log_artifact(run.run_id, docs, "data/data_docs")
+        tracking.log_artifact(run.run_id, docs, "data")  # a folder keeps its name: data/data_docs/
     if (folder / "validation.md").exists():
         experiment = tracking.client().get_run(run.run_id).info.experiment_id
         link = f"{settings.mlflow_ui_url()}/#/experiments/{experiment}/runs/{run.run_id}/artifacts/data/data_docs/index.html"
@@ -84,12 +84,21 @@ def validate_data(ingested: Ingested, *, data: DataConfig, validation: Validatio
     return corpus
 
 
-@task
-def split_data(corpus: Corpus, *, data: DataConfig, sources: list[str], run: Run) -> Corpus:
-    """Train / validation / test by a hash of each document; each split is an MLflow dataset input."""
-    out = corpus.with_splits(data.val_fraction, data.test_fraction)
-    for name, digest in out.digests.items():
-        profile = {"rows": out.sizes[name], "files": corpus.validation.get("files"), "sources": sources[:20]}
+def log_splits(corpus: Corpus, sources: list[str], run: Run, tokens: dict[str, int] | None = None) -> None:
+    """Each split as an MLflow dataset input: schema, and a profile of rows, tokens (once known), sources."""
+    for name, digest in corpus.digests.items():
+        profile = {"rows": corpus.sizes[name], "files": corpus.validation.get("files"), "sources": sources[:20]}
+        if tokens and f"{name}_text_tokens" in tokens:
+            profile = {"rows": profile["rows"], "tokens": tokens[f"{name}_text_tokens"], **profile}
         tracking.log_dataset(run.run_id, name, digest, sources[0], context=name, profile=profile)
+
+
+@task
+def split_data(corpus: Corpus, *, data: DataConfig, sources: list[str], run: Run, log_datasets: bool = True) -> Corpus:
+    """Train / validation / test by a hash of each document; each split is an MLflow dataset input (logged
+    here, or by the packing stage with its token counts when ``log_datasets`` is False)."""
+    out = corpus.with_splits(data.val_fraction, data.test_fraction)
+    if log_datasets:
+        log_splits(out, sources, run)
     tracking.log_metrics(run.run_id, {f"{name}_documents": n for name, n in out.sizes.items()})
     return out

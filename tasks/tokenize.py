@@ -25,6 +25,7 @@ def tokenize_and_pack(
     validation: ValidationConfig,
     run: Run,
     batch_size: int = 1,
+    sources: list[str] | None = None,
 ) -> Blocks:
     """Pack the corpus into blocks; fewer training blocks than one ``batch_size`` is refused (DataTooSmall)."""
     out = stages.pack_blocks(
@@ -37,4 +38,8 @@ def tokenize_and_pack(
         min_train_blocks=batch_size,
     )
     tracking.log_metrics(run.run_id, out.counts)
+    if sources:  # the splits as dataset inputs, now with their token counts
+        from tasks.data import log_splits
+
+        log_splits(corpus, sources, run, out.counts)
     return out

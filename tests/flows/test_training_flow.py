@@ -36,6 +36,16 @@ def test_loss_fell_and_metrics_were_logged_every_n_steps(trained: dict) -> None:
     assert run.data.params["train.max_steps"] == "40"
     assert {"test_perplexity", "test_bits_per_byte", "unigram_perplexity"} <= set(run.data.metrics)
     assert run.inputs.dataset_inputs, "the ingested data is logged as an MLflow dataset input"
+    train = next(i.dataset for i in run.inputs.dataset_inputs if i.dataset.name == "train")
+    profile = json.loads(train.profile)
+    assert profile["rows"] > 0 and profile["tokens"] > profile["rows"] and profile["sources"], profile
+    assert "doc_id" in train.schema
+    assert run.data.tags["lmloop.prefect.flow_run_id"] and "Prefect flow run" in run.data.tags["mlflow.note.content"]
+    docs = {a.path for a in client.list_artifacts(trained["run_id"], "data/data_docs")}
+    assert "data/data_docs/index.html" in docs and len(docs) >= 3, "GX's pages: the files and the corpus"
+    stages = json.loads(Path(client.download_artifacts(trained["run_id"], "stages.json")).read_text())
+    assert stages["columns"][:2] == ["stage", "amount"]
+    assert {"ingest_data", "pretrain_model"} <= {row[0] for row in stages["data"]}
 
 
 def test_plots_are_logged_as_png_artifacts(trained: dict) -> None:
