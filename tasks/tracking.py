@@ -106,7 +106,10 @@ def finish_tracking(run: Run, key: str, status: str) -> None:
     """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable).
     An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
     if status == "complete":
-        _stage_table(run)
+        try:  # a report: reading the task runs back must never fail the run it describes
+            _stage_table(run)
+        except Exception as exc:  # noqa: BLE001
+            get_run_logger().warning("stage table not written: %s", exc)
     tracking.finish_run(run.run_id, "FINISHED" if status == "complete" else "FAILED")
     RunIndex(run.home.work / "index").record(key, run.run_id, status)
 
