@@ -40,19 +40,24 @@ def _report(run: Run, folder: Path) -> None:
         create_markdown_artifact(text, key="data-validation", description="lmloop data gate")
 
 
-@task
-def prepare_test_set(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
-    """A team's own test file(s) through the same reading, cleaning and gate as the training data (its
-    documents are then scored as they are, and kept out of training)."""
-    out = run.work / "test_data"
-    ingested = stages.ingest(sources, data=data, validation=validation, shards=run.home.cache / "shards", out=out)
-    corpus = stages.validate(
+def _gate(ingested: Ingested, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
+    """The data gate over ingested files, quarantining under this run and deduplicating against the state."""
+    return stages.validate(
         ingested,
         data=data,
         validation=validation,
         quarantine=run.home.quarantine / run.run_id,
         state=State(run.home.state),
     )
+
+
+@task
+def prepare_test_set(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
+    """A team's own test file(s) through the same reading, cleaning and gate as the training data (its
+    documents are then scored as they are, and kept out of training)."""
+    out = run.work / "test_data"
+    ingested = stages.ingest(sources, data=data, validation=validation, shards=run.home.cache / "shards", out=out)
+    corpus = _gate(ingested, data, validation, run)
     tracking.log_metrics(run.run_id, {"team_test_documents": corpus.validation["rows"]})
     tracking.log_dataset(
         run.run_id,
@@ -70,13 +75,7 @@ def validate_data(ingested: Ingested, *, data: DataConfig, validation: Validatio
     """The data gate; raises ``DataValidationError`` (never retried) when the data is rejected."""
     try:
         with data_docs(run.work / "data_docs"):
-            corpus = stages.validate(
-                ingested,
-                data=data,
-                validation=validation,
-                quarantine=run.home.quarantine / run.run_id,
-                state=State(run.home.state),
-            )
+            corpus = _gate(ingested, data, validation, run)
     finally:
         _report(run, Path(ingested.dir))
     counts = ("rows", "files_rejected", "duplicates_removed", "already_trained_removed", "leakage_removed")
