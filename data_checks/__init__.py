@@ -19,6 +19,7 @@ __all__ = [
     "validate_files",
     "validate_frame",
     "validate_token_lengths",
+    "write_docs_index",
 ]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -161,22 +163,32 @@ def _write_docs_page(result: Any, title: str) -> None:
     folder = _DOCS.get()
     if folder is None:
         return
-    n = len(list(folder.glob("*.html")))
-    name = f"{n:04d}-{result.suite_name}.html"
-    (folder / name).write_text(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
-    entries = [] if not (folder / "pages.json").exists() else json.loads((folder / "pages.json").read_text())
-    entries.append({"page": name, "suite": result.suite_name, "what": title, "success": bool(result.success)})
-    (folder / "pages.json").write_text(json.dumps(entries, indent=1))
+    # unique without coordination: worker processes of one run write into the same folder
+    stem = f"{time.time_ns()}-{os.getpid()}-{result.suite_name}"
+    (folder / f"{stem}.html").write_text(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+    entry = {"page": f"{stem}.html", "suite": result.suite_name, "what": title, "success": bool(result.success)}
+    (folder / f"{stem}.json").write_text(json.dumps(entry))
+    write_docs_index(folder)
+
+
+def write_docs_index(folder: Path) -> None:
+    """``folder/index.html``: every page written there, oldest first (rewritten after each page, and once
+    more by the run when its workers are done, so no page is left out)."""
+    if not folder.exists():
+        return
+    entries = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     rows = "".join(
         f"<tr><td><a href='{e['page']}'>{html.escape(e['what'])}</a></td><td>{e['suite']}</td>"
         f"<td>{'passed' if e['success'] else 'FAILED'}</td></tr>"
         for e in entries
     )
-    (folder / "index.html").write_text(
+    tmp = folder / f".index-{os.getpid()}.html"
+    tmp.write_text(
         "<html><head><title>lmloop data gate: GX Data Docs</title></head><body>"
         "<h1>Great Expectations Data Docs</h1><table border='1' cellpadding='4'>"
         f"<tr><th>validated</th><th>suite</th><th>result</th></tr>{rows}</table></body></html>"
     )
+    tmp.replace(folder / "index.html")
 
 
 def _run(frame: pd.DataFrame, build: Callable[[], gx.ExpectationSuite], index_columns: list[str]) -> Any:

@@ -72,6 +72,7 @@ def finetune_flow(
                 run=run,
                 batch_size=config.finetune.batch_size,
                 sources=sources,
+                data=config.data,
             )
             trained = finetune_lm(blocks, parent, train_cfg=config.finetune, lora=lora, run=run)
             trained = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)

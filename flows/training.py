@@ -60,6 +60,7 @@ def training_flow(
             run=run,
             batch_size=config.train.batch_size,
             sources=sources,
+            data=config.data,
         )
         trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)

@@ -55,6 +55,25 @@ class DataConfig(_Frozen):
     )
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of documents for validation.")
     test_fraction: float = Field(0.10, gt=0.0, lt=0.5, description="Share of documents for test.")
+    near_dup_threshold: float | None = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Drop a document whose estimated Jaccard similarity (MinHash over word n-grams) to an earlier "
+        "document of the batch, to one already trained on, or to a frozen eval document (then: leakage) is at least "
+        "this; null turns near-duplicate detection off (exact duplicates are always dropped).",
+    )
+    near_dup_ngram: int = Field(3, ge=1, le=8, description="Words per shingle for near-duplicate detection.")
+    task_runner: Literal["auto", "process", "thread", "dask"] = Field(
+        "auto",
+        description="Runs the per-file work (read, clean, GX file suite, tokenize): process = a local process pool; "
+        "thread = in this process; dask = a Dask cluster (data.cluster, or a LocalCluster of data.workers); "
+        "auto = dask when data.cluster is set, a process pool when there is more than data.parallel_min_mb of new "
+        "data, otherwise this process (starting workers costs seconds).",
+    )
+    workers: int | None = Field(None, ge=1, description="Worker processes (default: this machine's cores).")
+    cluster: str | None = Field(None, description="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
+    parallel_min_mb: float = Field(64.0, ge=0.0, description="With task_runner auto: new data that warrants workers.")
 
 
 class TokenizerConfig(_Frozen):

@@ -17,7 +17,7 @@ import numpy as np
 from data_checks import validate_corpus
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.contracts import Corpus, write_json
-from lmloop.data import FileReport, frozen_eval_ids, manifest_digest, select_documents
+from lmloop.data import FileReport, History, frozen_eval, manifest_digest, select_documents
 
 
 class DataValidationError(RuntimeError):
@@ -68,14 +68,14 @@ def gate(
     validation: ValidationConfig,
     out: Path,
     quarantine_dir: Path,
-    trained: np.ndarray | None = None,
+    trained: History | None = None,
 ) -> Corpus:
     """Decide what trains: drop rejected files (quarantined), duplicates, documents in ``trained`` (ids
     already trained on) and frozen-eval leakage. Writes ``manifest.json``, ``validation.{json,md}`` and
     the corpus index to ``out``; raises :class:`DataValidationError` when the data is rejected."""
     accepted = [r for r in reports if r.status == "accepted"]
     shard_paths = [r.shard for r in accepted]  # the kept indices point into exactly these, in this order
-    keep, counts = select_documents(accepted, frozen_eval_ids(data.frozen_eval, data), trained)
+    keep, counts = select_documents(accepted, frozen_eval(data.frozen_eval, data), data, trained)
     rejected = [r for r in reports if r.status == "rejected"]
     skipped = [r for r in reports if r.status == "skipped"]
     for report in rejected:
@@ -96,6 +96,7 @@ def gate(
         "skipped_files": [{"file": r.uri, "reason": r.reasons[0]} for r in skipped],
         "corpus_failures": corpus_check.to_dict()["failures"],
         "manifest_digest": manifest_digest(reports),
+        "near_dup_ngram": data.near_dup_ngram if data.near_dup_threshold else None,
         **counts,
     }
     corpus = Corpus(root=str(out), validation=summary)
@@ -124,15 +125,18 @@ def validation_markdown(summary: dict[str, Any], reports: list[FileReport]) -> s
         f"Documents accepted: {summary['rows']}; files: {summary['files']}, rejected: {summary['files_rejected']}, "
         f"skipped (not data files): {summary.get('files_skipped', 0)}; "
         f"duplicates removed: {summary['duplicates_removed']} (of which already trained on: "
-        f"{summary['already_trained_removed']}); eval-set leakage removed: {summary['leakage_removed']}.",
+        f"{summary['already_trained_removed']}); near-duplicates removed: {summary.get('near_duplicates_removed', 0)}; "
+        f"eval-set leakage removed: {summary['leakage_removed']} (of which near-copies: "
+        f"{summary.get('near_leakage_removed', 0)}).",
         "",
-        "| file | status | read | accepted | rejected | reason |",
-        "|---|---|---:|---:|---:|---|",
+        "| file | status | read | accepted | rejected | near-duplicates | reason |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in reports:
         reason = table_cell("; ".join(r.reasons[:2]))
         lines.append(
-            f"| `{table_cell(r.uri)}` | {r.status} | {r.rows_read} | {r.rows_accepted} | {r.rows_rejected} | {reason} |"
+            f"| `{table_cell(r.uri)}` | {r.status} | {r.rows_read} | {r.rows_accepted} | {r.rows_rejected} "
+            f"| {r.near_duplicates} | {reason} |"
         )
     for failure in summary["corpus_failures"]:
         lines.append(f"\nCorpus check **{failure['expectation']}** failed: observed `{failure['observed']}`.")

@@ -23,6 +23,7 @@ import pyarrow as pa
 if TYPE_CHECKING:  # imported where used: `datasets` takes a second, and the landing check needs none of it
     from datasets import Dataset
 
+from lmloop import near_dups
 from lmloop.cleaning import doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.readers import Columns, read_rows
@@ -56,6 +57,7 @@ class FileReport:
     reasons: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     shard: str | None = None
+    near_duplicates: int = 0  # rows dropped by the gate as near-copies (of the batch or of trained documents)
 
     def reject(self, reason: str) -> None:
         self.status = "rejected"
@@ -87,18 +89,63 @@ def settings_key(data: DataConfig, validation: ValidationConfig) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def frozen_eval_ids(paths: list[str], data: DataConfig) -> set[str]:
-    """Document ids of the frozen eval sets, cleaned exactly like training data."""
-    ids: set[str] = set()
-    if not paths:
-        return ids
-    files, _ = discover(paths)  # configuration, not raw input: not confined to the data roots
+@dataclass
+class FrozenEval:
+    """The frozen eval sets' documents, cleaned exactly like training data: ids (exact leakage) and
+    MinHash signatures (near-copies count as leakage too)."""
+
+    ids: set[str]
+    signatures: np.ndarray
+
+
+def frozen_eval(paths: list[str], data: DataConfig) -> FrozenEval:
+    texts: list[str] = []
+    files, _ = discover(paths) if paths else ([], [])  # configuration, not raw input: not confined to the roots
     cols = Columns(data.text_column, data.label_column, data.id_column)
     for source in files:
-        for _, text, _, _ in read_rows(source, cols):
-            if isinstance(text, str):
-                ids.add(doc_id(normalize_text(text, data.nfc, data.clean_whitespace)))
-    return ids
+        texts += [
+            normalize_text(t, data.nfc, data.clean_whitespace)
+            for _, t, _, _ in read_rows(source, cols)
+            if isinstance(t, str)
+        ]
+    ngram = data.near_dup_ngram
+    sigs = (
+        near_dups.signatures(texts, ngram)
+        if data.near_dup_threshold and texts
+        else np.zeros((0, near_dups.BINS), np.uint16)
+    )
+    return FrozenEval({doc_id(t) for t in texts}, sigs)
+
+
+def signature_path(shard: str | Path, ngram: int) -> Path:
+    """The MinHash signatures of a shard's rows, beside it (written by the worker that wrote the shard)."""
+    return Path(shard).with_suffix(f".minhash{ngram}.npy")
+
+
+def write_signatures(shard: str | Path, texts: Any, ngram: int) -> np.ndarray:
+    """Signatures of ``texts`` (a shard's rows, in order) saved atomically beside the shard."""
+    from lmloop.files import private_tmp
+
+    sigs = near_dups.signatures(texts, ngram)
+    target = signature_path(shard, ngram)
+    tmp = private_tmp(target)
+    try:
+        with tmp.open("wb") as f:
+            np.save(f, sigs)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sigs
+
+
+def shard_signatures(shard: str, ngram: int) -> np.ndarray:
+    """A shard's signatures, computed now when its worker did not (a shard cached before they existed)."""
+    path = signature_path(shard, ngram)
+    if path.exists():
+        return np.load(path)
+    from datasets import Dataset
+
+    return write_signatures(shard, Dataset.from_file(shard).data.column("text"), ngram)
 
 
 def id_array(doc_ids: Iterable[str]) -> np.ndarray:
@@ -106,11 +153,19 @@ def id_array(doc_ids: Iterable[str]) -> np.ndarray:
     return np.frombuffer(bytes.fromhex("".join(doc_ids)), dtype=">u8").astype(np.uint64)
 
 
+@dataclass
+class History:
+    """What earlier models trained on: sorted uint64 document ids, and (near-duplicates) their signatures."""
+
+    ids: np.ndarray
+    signatures: np.ndarray | None = None
+
+
 def select_documents(
-    accepted: list[FileReport], exclude: set[str], trained: np.ndarray | None = None
+    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None = None
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Indices (into the concatenated shards) of the first copy of each document that is neither in a
-    frozen eval set (``exclude``) nor already trained on (``trained``, sorted uint64 ids).
+    frozen eval set nor already trained on (``trained``), exactly or (``data.near_dup_threshold``) nearly.
 
     Drops are charged to the file whose shard held the row: byte-identical files share one shard,
     so the rows' ``source`` column can't tell them apart.
@@ -120,26 +175,52 @@ def select_documents(
     parts = [id_array(Dataset.from_file(r.shard)["doc_id"]) for r in accepted]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     owner = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
-    leaked = np.isin(ids, id_array(sorted(exclude)))
-    seen_before = np.isin(ids, trained) & ~leaked if trained is not None and len(trained) else np.zeros(len(ids), bool)
+    leaked = np.isin(ids, id_array(sorted(frozen.ids)))
+    known = trained.ids if trained is not None else np.zeros(0, np.uint64)
+    seen_before = np.isin(ids, known) & ~leaked if len(known) else np.zeros(len(ids), bool)
     _, first = np.unique(np.where(leaked, 0, ids), return_index=True)
     unique = np.zeros(len(ids), dtype=bool)
     unique[first] = True
-    keep = np.flatnonzero(unique & ~leaked & ~seen_before)
     duplicate = ~leaked & (~unique | seen_before)
-    leaks_by_file = np.bincount(owner[leaked], minlength=len(parts))
-    dups_by_file = np.bincount(owner[duplicate], minlength=len(parts))
-    for report, n_rows, leaks, dups in zip(accepted, map(len, parts), leaks_by_file, dups_by_file, strict=True):
-        report.rows_rejected += int(leaks + dups)
-        report.rows_accepted -= int(leaks + dups)
-        if n_rows and leaks == n_rows:
-            report.reject(f"leakage: all {n_rows} documents also appear in a frozen eval set")
+    near_leak, near = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
+    if data.near_dup_threshold and len(ids):
+        sigs = np.concatenate([shard_signatures(r.shard, data.near_dup_ngram) for r in accepted])
+        near_leak, near = _near(sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained, data.near_dup_threshold)
+    leaked |= near_leak
+    keep = np.flatnonzero(~leaked & ~duplicate & ~near)
+    by_file = {
+        name: np.bincount(owner[mask], minlength=len(parts))
+        for name, mask in (("leaks", leaked), ("dups", duplicate), ("near", near))
+    }
+    for i, (report, n_rows) in enumerate(zip(accepted, map(len, parts), strict=True)):
+        dropped = int(by_file["leaks"][i] + by_file["dups"][i] + by_file["near"][i])
+        report.rows_rejected += dropped
+        report.rows_accepted -= dropped
+        report.near_duplicates = int(by_file["near"][i])
+        if n_rows and by_file["leaks"][i] == n_rows:
+            report.reject(f"leakage: all {n_rows} documents also appear (or nearly) in a frozen eval set")
     counts = {
         "duplicates_removed": int(duplicate.sum()),
         "already_trained_removed": int(seen_before.sum()),
         "leakage_removed": int(leaked.sum()),
+        "near_duplicates_removed": int(near.sum()),
+        "near_leakage_removed": int(near_leak.sum()),
     }
     return keep.astype(np.int64), counts
+
+
+def _near(
+    sigs: np.ndarray, rows: np.ndarray, frozen: FrozenEval, trained: History | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(near_leak, near_duplicate)`` masks over ``sigs`` for the candidate ``rows``: near-copies of frozen
+    eval documents, then of documents already trained on, then of an earlier row of this batch."""
+    near_leak = near_dups.against(sigs, frozen.signatures, threshold, rows)
+    rows = rows[~near_leak[rows]]
+    near = np.zeros(len(sigs), bool)
+    if trained is not None and trained.signatures is not None:
+        near = near_dups.against(sigs, trained.signatures, threshold, rows)
+        rows = rows[~near[rows]]
+    return near_leak, near | near_dups.within(sigs, threshold, rows)
 
 
 def trained_ids(store: Path) -> np.ndarray:

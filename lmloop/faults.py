@@ -8,5 +8,13 @@ import signal
 
 
 def crash_point(name: str) -> None:
-    if os.environ.get("LMLOOP_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """With ``LMLOOP_CRASH_ONCE=<file>`` only the first process to reach the point dies (it creates the file):
+    a worker killed mid-task whose retry must then succeed."""
+    if os.environ.get("LMLOOP_CRASH_AT") != name:
+        return
+    if once := os.environ.get("LMLOOP_CRASH_ONCE"):
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)

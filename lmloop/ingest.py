@@ -12,7 +12,7 @@ import ctypes
 import gc
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -22,7 +22,8 @@ import pyarrow as pa
 from data_checks import ValidationReport, validate_files, validate_frame
 from lmloop.cleaning import bad_char_share, doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
-from lmloop.data import SCHEMA, FileReport, settings_key, sha256_uri
+from lmloop.data import SCHEMA, FileReport, settings_key, sha256_uri, write_signatures
+from lmloop.faults import crash_point
 from lmloop.files import private_tmp, write_text_atomic
 from lmloop.progress import progress
 from lmloop.readers import Columns, ReadError, read_rows
@@ -96,7 +97,7 @@ def _apply(report: FileReport, frame: pd.DataFrame, result: ValidationReport) ->
     return keep
 
 
-def _finish(report: FileReport, kept: list[pd.DataFrame], shard: Path) -> None:
+def _finish(report: FileReport, kept: list[pd.DataFrame], shard: Path, data: DataConfig) -> None:
     report.rows_rejected = report.rows_read - report.rows_accepted
     if report.failures:
         report.status = "rejected"
@@ -104,6 +105,10 @@ def _finish(report: FileReport, kept: list[pd.DataFrame], shard: Path) -> None:
         report.reject("empty: no documents in the file")
     if report.status == "accepted":
         _shard(kept, shard)
+        crash_point("ingest-shard-written")
+        if data.near_dup_threshold:  # the gate's near-duplicate search reads these instead of the texts
+            texts = pa.chunked_array([pa.array(f["text"], pa.string()) for f in kept], pa.string())
+            write_signatures(shard, texts, data.near_dup_ngram)
         report.shard = str(shard)
 
 
@@ -118,14 +123,21 @@ def _check_large(
         kept.append(_apply(report, frame, validate_frame(frame, validation)))
         del frame
         release_memory(len(rows))
-    _finish(report, kept, shard)
+    _finish(report, kept, shard, data)
 
 
 class _Pending:
     """A file whose cached result was not found: its report, shard path and (small files) rows."""
 
-    def __init__(self, source: SourceFile, data: DataConfig, validation: ValidationConfig, cache: Path) -> None:
-        sha, size = sha256_uri(source.uri)
+    def __init__(
+        self,
+        source: SourceFile,
+        data: DataConfig,
+        validation: ValidationConfig,
+        cache: Path,
+        digest: tuple[str, int] | None = None,
+    ) -> None:
+        sha, size = digest or sha256_uri(source.uri)
         key = f"{sha[:32]}-{settings_key(data, validation)}"
         self.source, self.cached, self.shard = source, cache / f"{key}.json", cache / f"{key}.arrow"
         self.report = FileReport(uri=source.uri, sha256=sha, size=size, format=source.format)
@@ -142,9 +154,15 @@ class _Pending:
         return self.report
 
 
-def process_file(source: SourceFile, data: DataConfig, validation: ValidationConfig, cache: Path) -> FileReport:
+def process_file(
+    source: SourceFile,
+    data: DataConfig,
+    validation: ValidationConfig,
+    cache: Path,
+    digest: tuple[str, int] | None = None,
+) -> FileReport:
     """Read, clean and validate one raw file, reusing the cached result for unchanged content."""
-    pending = _Pending(source, data, validation, cache)
+    pending = _Pending(source, data, validation, cache, digest)
     if (done := pending.from_cache()) is not None:
         return done
     cache.mkdir(parents=True, exist_ok=True)
@@ -156,7 +174,11 @@ def process_file(source: SourceFile, data: DataConfig, validation: ValidationCon
 
 
 def process_small_files(
-    sources: list[SourceFile], data: DataConfig, validation: ValidationConfig, cache: Path
+    sources: list[SourceFile],
+    data: DataConfig,
+    validation: ValidationConfig,
+    cache: Path,
+    digests: list[tuple[str, int]] | None = None,
 ) -> list[FileReport]:
     """Many small files at once: each read and cleaned on its own, then all checked by one run of the GX file
     suite (one report per file, as if each had been checked alone), then one shard and report each."""
@@ -167,7 +189,7 @@ def process_small_files(
     owners: list[str] = []
     cache.mkdir(parents=True, exist_ok=True)
     for i, source in enumerate(sources):
-        pending = _Pending(source, data, validation, cache)
+        pending = _Pending(source, data, validation, cache, digests[i] if digests else None)
         if (done := pending.from_cache()) is not None:
             out[i] = done
             continue
@@ -188,10 +210,76 @@ def process_small_files(
     for i, pending in todo.items():
         mine = by_file.get(pending.source.uri)
         kept = [_apply(pending.report, mine, results[pending.source.uri])] if mine is not None else []
-        _finish(pending.report, kept, pending.shard)
+        _finish(pending.report, kept, pending.shard, data)
         out[i] = pending.save()
     release_memory(len(rows))
     return [out[i] for i in range(len(sources))]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One worker's share of the ingest: one large file, or up to ``SMALL_GROUP`` small ones checked
+    together; ``digests`` are the files' (sha256, size), already computed by the planner."""
+
+    files: list[SourceFile]
+    digests: list[tuple[str, int]]
+    small: bool
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.digests)
+
+
+def process_unit(unit: Unit, data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
+    """The per-file work of one unit (what a worker runs): a report per file, shards written."""
+    if unit.small:
+        return process_small_files(unit.files, data, validation, cache, unit.digests)
+    return [process_file(f, data, validation, cache, d) for f, d in zip(unit.files, unit.digests, strict=True)]
+
+
+@dataclass
+class Plan:
+    """What an ingest has to do: reports already known (refused paths, files cached by content hash) and
+    units of work for the rest. ``reports`` keeps the final order; a unit fills its ``slots``."""
+
+    reports: list[FileReport | None]
+    units: list[Unit] = field(default_factory=list)
+    slots: list[list[int]] = field(default_factory=list)
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(u.size for u in self.units)
+
+    def fill(self, unit: int, reports: list[FileReport]) -> None:
+        for slot, report in zip(self.slots[unit], reports, strict=True):
+            self.reports[slot] = report
+
+    def result(self) -> list[FileReport]:
+        missing = [i for i, r in enumerate(self.reports) if r is None]
+        if missing:
+            raise RuntimeError(f"ingest: {len(missing)} file(s) have no report (their unit never finished)")
+        return list(self.reports)  # type: ignore[arg-type]
+
+
+def plan_ingest(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> Plan:
+    """Discover the files and hash them (here, once); files whose result is cached are done, the rest are
+    grouped into units: consecutive small local text files together, any other alone."""
+    apply_storage_options(data)
+    files, refused = discover(sources, data.roots)
+    plan = Plan(
+        [FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused]
+    )
+    todo: list[tuple[int, SourceFile, tuple[str, int]]] = []
+    for source in files:
+        pending = _Pending(source, data, validation, cache)
+        plan.reports.append(pending.from_cache())
+        if plan.reports[-1] is None:
+            todo.append((len(plan.reports) - 1, source, (pending.report.sha256, pending.report.size)))
+    for group, small in _groups([source for _, source, _ in todo]):
+        chosen, todo = todo[: len(group)], todo[len(group) :]
+        plan.units.append(Unit([s for _, s, _ in chosen], [d for _, _, d in chosen], small))
+        plan.slots.append([slot for slot, _, _ in chosen])
+    return plan
 
 
 def _groups(files: list[SourceFile]) -> Iterator[tuple[list[SourceFile], bool]]:
@@ -221,19 +309,13 @@ def apply_storage_options(data: DataConfig) -> None:
 
 
 def ingest_files(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> list[FileReport]:
-    """A report per raw file; files refused for path safety are reported as rejected, unread, and paths that
-    are not data files (hidden, unsupported, symlinked folders) as skipped, with the reason."""
-    apply_storage_options(data)
-    files, refused = discover(sources, data.roots)
-    reports = [
-        FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused
-    ]
-    with StopRequest() as stop, progress("ingest", len(files), "files") as advance:
-        for group, small in _groups(files):
+    """A report per raw file, in this process, one unit after another (the Prefect task ``ingest_data`` maps
+    the same units over workers); files refused for path safety are reported as rejected, unread, and paths
+    that are not data files (hidden, unsupported, symlinked folders) as skipped, with the reason."""
+    plan = plan_ingest(sources, data, validation, cache)
+    with StopRequest() as stop, progress("ingest", len(plan.units), "units") as advance:
+        for i, unit in enumerate(plan.units):
             stop.check("between files while ingesting: files done so far are cached, a rerun goes on")
-            if small:
-                reports += process_small_files(group, data, validation, cache)
-            else:
-                reports += [process_file(f, data, validation, cache) for f in group]
-            advance(len(group))
-    return reports
+            plan.fill(i, process_unit(unit, data, validation, cache))
+            advance(1)
+    return plan.result()

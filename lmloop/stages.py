@@ -45,7 +45,9 @@ def validate(
 ) -> Corpus:
     """The data gate over the ingested files' reports; raises ``DataValidationError`` when rejected.
     With ``data.dedup_against_trained``, documents some registered model trained on (``state``) are dropped."""
-    trained = state.trained_ids() if data.dedup_against_trained else None
+    trained = (
+        state.trained(data.near_dup_ngram if data.near_dup_threshold else None) if data.dedup_against_trained else None
+    )
     out = Path(ingested.dir)
     return gate(
         ingested.reports(), data=data, validation=validation, out=out, quarantine_dir=quarantine, trained=trained

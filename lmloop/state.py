@@ -2,6 +2,7 @@
 
 - ``watermark.json``: content hashes of every landing file a continual cycle has consumed;
 - ``trained_doc_ids.npy``: ids of every document a registered model trained on (dedup);
+- ``trained_minhash/<name>.n<ngram>.npy``: their MinHash signatures, one file per model or batch (near-dups);
 - ``eval_slices/<name>.jsonl``: frozen eval slices — the test split of the first training and of every
   later batch; challenger and champion are always judged on all of them;
 - ``corpora.json``: the corpus folders models trained on, for replay samples;
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lmloop.contracts import Corpus
-from lmloop.data import id_array, record_trained, trained_ids
+from lmloop.data import History, id_array, record_trained, shard_signatures, trained_ids
 from lmloop.files import write_text_atomic
 
 
@@ -57,6 +58,31 @@ class State:
 
     def trained_ids(self) -> np.ndarray:
         return trained_ids(self.trained_store)
+
+    @property
+    def signatures_dir(self) -> Path:
+        return self.root / "trained_minhash"
+
+    def trained(self, ngram: int | None) -> History:
+        """Ids of every document trained on and, for near-duplicates (``ngram``), their MinHash signatures
+        (memory-mapped: 256 bytes a document)."""
+        if ngram is None:
+            return History(self.trained_ids())
+        files = sorted(self.signatures_dir.glob(f"*.n{ngram}.npy"))
+        sigs = [np.load(f, mmap_mode="r") for f in files]
+        return History(self.trained_ids(), np.concatenate(sigs) if sigs else None)
+
+    def _record_signatures(self, corpus: Corpus, name: str) -> None:
+        """The training split's signatures, kept beside the trained ids (idempotent: one file per model/batch)."""
+        ngram = (corpus.validation or _read(corpus.path / "validation.json", {})).get("near_dup_ngram")
+        target = self.signatures_dir / f"{name}.n{ngram}.npy"
+        if not ngram or target.exists() or not corpus.shards():
+            return
+        sigs = np.concatenate([shard_signatures(s, ngram) for s in corpus.shards()])[corpus.keep()]
+        self.signatures_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp.npy")
+        np.save(tmp, sigs[corpus.split_index("train")])
+        tmp.replace(target)
 
     # -- frozen eval slices
     @property
@@ -96,6 +122,7 @@ class State:
         replay source, and its test split a frozen eval slice. Returns how many ids were new."""
         self.remember_corpus(corpus)
         self.freeze_slice(corpus, slice_name)
+        self._record_signatures(corpus, slice_name)
         return record_trained(self.trained_store, id_array(corpus.split("train")["doc_id"]))
 
     def close_cycle(self, corpus: Corpus, files: list[dict[str, str]], batch: str) -> None:

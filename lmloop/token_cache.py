@@ -64,6 +64,19 @@ def tokenize_shard(shard: str, tokenizer: PreTrainedTokenizerBase, cache_dir: Pa
     return str(out), False
 
 
+def pending_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Path) -> list[str]:
+    """The shards without token ids for this tokenizer yet (what a worker pool would tokenize)."""
+    cache_dir = cache_root / tokenizer_digest(tokenizer_dir)
+    return [s for s in dict.fromkeys(shards) if not (cache_dir / f"{Path(s).stem}.arrow").exists()]
+
+
+def tokenize_one(shard: str, tokenizer_dir: Path | str, cache_root: Path) -> str:
+    """One shard's token ids into the cache (a worker's unit); returns the cached file."""
+    from lmloop.tokenizer import load_tokenizer
+
+    return tokenize_shard(shard, load_tokenizer(tokenizer_dir), cache_root / tokenizer_digest(tokenizer_dir))[0]
+
+
 def tokenize_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Path) -> dict[str, object]:
     from lmloop.tokenizer import load_tokenizer
 

@@ -4,23 +4,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from data_checks import data_docs
+from data_checks import data_docs, write_docs_index
 from lmloop import settings, stages, tracking
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.contracts import Corpus, Ingested, Run
+from lmloop.data import FileReport
+from lmloop.ingest import Unit, plan_ingest, process_unit
 from lmloop.state import State
+from tasks.runners import map_units, runner_kind
+
+
+@task(retries=1, retry_delay_seconds=1)
+def ingest_unit(
+    item: Unit, data: DataConfig, validation: ValidationConfig, cache: Path, docs: Path
+) -> list[FileReport]:
+    """One worker's share: read, clean and check one large file or a group of small ones into shards."""
+    with data_docs(docs):
+        return process_unit(item, data, validation, cache)
+
+
+def _ingest(sources: list[str], data: DataConfig, validation: ValidationConfig, run: Run, out: Path) -> Ingested:
+    """The files not cached yet, unit by unit on the configured task runner (in order, whatever ran them)."""
+    shards, docs = run.home.cache / "shards", run.work / "data_docs"
+    plan = plan_ingest(sources, data, validation, shards)
+    kind = runner_kind(data, plan.pending_bytes)
+    if plan.units:
+        logger = get_run_logger()
+        logger.info(
+            "ingest: %d unit(s), %.1f MB not cached, runner %s", len(plan.units), plan.pending_bytes / 1e6, kind
+        )
+    done = map_units(ingest_unit, plan.units, kind, data, data=data, validation=validation, cache=shards, docs=docs)
+    for i, reports in enumerate(done):
+        plan.fill(i, reports)
+    write_docs_index(docs)
+    ingested = Ingested.write(out, plan.result())
+    tracking.set_tags(run.run_id, {"lmloop.data.task_runner": kind})
+    return ingested
 
 
 @task
 def ingest_data(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Ingested:
-    """Read, clean and run the GX file suite on every raw file (cached by content hash)."""
-    with data_docs(run.work / "data_docs"):
-        out = stages.ingest(
-            sources, data=data, validation=validation, shards=run.home.cache / "shards", out=run.work / "data"
-        )
+    """Read, clean and run the GX file suite on every raw file (cached by content hash), the per-file work
+    mapped over ``data.task_runner``'s workers."""
+    out = _ingest(sources, data, validation, run, run.work / "data")
     tracking.log_metrics(run.run_id, {f"ingest_{k}": v for k, v in out.counts().items()})
     return out
 
@@ -55,8 +84,7 @@ def _gate(ingested: Ingested, data: DataConfig, validation: ValidationConfig, ru
 def prepare_test_set(sources: list[str], *, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
     """A team's own test file(s) through the same reading, cleaning and gate as the training data (its
     documents are then scored as they are, and kept out of training)."""
-    out = run.work / "test_data"
-    ingested = stages.ingest(sources, data=data, validation=validation, shards=run.home.cache / "shards", out=out)
+    ingested = _ingest(sources, data, validation, run, run.work / "test_data")
     corpus = _gate(ingested, data, validation, run)
     tracking.log_metrics(run.run_id, {"team_test_documents": corpus.validation["rows"]})
     tracking.log_dataset(
@@ -78,8 +106,16 @@ def validate_data(ingested: Ingested, *, data: DataConfig, validation: Validatio
             corpus = _gate(ingested, data, validation, run)
     finally:
         _report(run, Path(ingested.dir))
-    counts = ("rows", "files_rejected", "duplicates_removed", "already_trained_removed", "leakage_removed")
-    tracking.log_metrics(run.run_id, {f"data_{k}": corpus.validation[k] for k in counts})
+    counts = (
+        "rows",
+        "files_rejected",
+        "duplicates_removed",
+        "already_trained_removed",
+        "leakage_removed",
+        "near_duplicates_removed",
+        "near_leakage_removed",
+    )
+    tracking.log_metrics(run.run_id, {f"data_{k}": corpus.validation.get(k, 0) for k in counts})
     return corpus
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 
-from lmloop import stages, tracking
-from lmloop.config import TokenizerConfig, ValidationConfig
+from lmloop import stages, token_cache, tracking
+from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
 from lmloop.contracts import Blocks, Corpus, Run, TokenizerRef
+from tasks.runners import map_units, runner_kind
 
 
 @task
@@ -14,6 +17,12 @@ def train_tokenizer(corpus: Corpus, cfg: TokenizerConfig, run: Run) -> Tokenizer
     out = stages.prepare_tokenizer(corpus, cfg, run.work)
     tracking.log_metrics(run.run_id, {"tokenizer_vocab_size": out.vocab_size})
     return out
+
+
+@task(retries=1, retry_delay_seconds=1)
+def tokenize_unit(item: str, tokenizer: str, cache_root: Path) -> str:
+    """One shard's token ids into the content-addressed cache (a worker's unit)."""
+    return token_cache.tokenize_one(item, tokenizer, cache_root)
 
 
 @task
@@ -26,17 +35,26 @@ def tokenize_and_pack(
     run: Run,
     batch_size: int = 1,
     sources: list[str] | None = None,
+    data: DataConfig = DataConfig(),  # noqa: B008  (frozen)
 ) -> Blocks:
-    """Pack the corpus into blocks; fewer training blocks than one ``batch_size`` is refused (DataTooSmall)."""
+    """Tokenize the shards not cached yet (mapped over ``data.task_runner``), then pack the corpus into blocks;
+    fewer training blocks than one ``batch_size`` is refused (DataTooSmall)."""
+    cache_root = run.home.cache / "tokens"
+    pending = token_cache.pending_shards(corpus.shards(), tokenizer.path, cache_root)
+    kind = runner_kind(data, sum(Path(s).stat().st_size for s in pending))
+    map_units(tokenize_unit, pending, kind, data, tokenizer=tokenizer.path, cache_root=cache_root)
     out = stages.pack_blocks(
         corpus,
         tokenizer.path,
         block_size=block_size,
         validation=validation,
-        tokens_cache=run.home.cache / "tokens",
+        tokens_cache=cache_root,
         out=run.work,
         min_train_blocks=batch_size,
     )
+    counts = {**out.counts, "shards_tokenized": len(pending)}
+    counts["shards_from_cache"] = len(set(corpus.shards())) - len(pending)
+    out = out.model_copy(update={"counts": counts})
     tracking.log_metrics(run.run_id, out.counts)
     if sources:  # the splits as dataset inputs, now with their token counts
         from tasks.data import log_splits

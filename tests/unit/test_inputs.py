@@ -92,7 +92,7 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
     assert [line for line in console if line.startswith("  - ")] == [console[1]], "one line per rejected file"
     assert "evil\\n" in console[1]
     table = [line for line in (tmp_path / "out" / "validation.md").read_text().splitlines() if line.startswith("| `")]
-    assert len(table) == 2 and all(line.count(" | ") == 5 for line in table), table
+    assert len(table) == 2 and all(line.count(" | ") == 6 for line in table), table
 
 
 def test_small_files_checked_together_get_the_reports_they_would_get_alone(tmp_path: Path) -> None:
