@@ -1,17 +1,20 @@
-"""Data-path throughput: ingest, validate and tokenize MB/s, peak RSS, token-cache reuse.
+"""Data-stage throughput on 1 and N workers: MB/s, peak RSS per worker, the re-run on unchanged data.
 
-    python benchmarks/data_throughput.py [--mb 200] [--json]
+    python benchmarks/data_throughput.py [--mb 1024] [--workers 1 2] [--json]
 
-The corpus is generated: documents from ``lmloop sample-data`` made unique with a serial number,
-written to JSONL files of ~20 MB. Phases:
+The corpus is generated: the documents of ``lmloop sample-data``, each copy's words shuffled by its
+serial number (so copies are neither exact nor near duplicates), in JSONL files of ~20 MB. For each
+worker count, on a fresh cache, the data stage runs as the training flow runs it — inside a Prefect
+flow, per-unit ingest (read, clean, GX file suite, shard, MinHash signatures) and per-shard
+tokenization mapped over the task runner (1 worker: this process; N: a local process pool of N),
+the corpus gate (dedup, near-duplicates, leakage) in between:
 
-- ingest   streaming read + clean (NFC, whitespace, hashing), no checks;
-- validate the Great Expectations file suite on the same frames;
-- pipeline the real ``ingest_files`` + gate (read, clean, GX, shards, dedup) end to end;
-- tokenize lmloop's token cache vs ``tokenizers.Tokenizer.encode_batch`` on the same texts, same cores;
-- cache    a re-run on unchanged data, then one added file.
-
-Peak RSS is read after the lmloop phases, before the baseline holds all texts in memory.
+- ``pipeline_mb_per_s``: ingest + gate + tokenize, raw MB over wall seconds (at the largest N;
+  ``pipeline_mb_per_s_by_workers`` has each N, ``ratios.workers_N_vs_1`` the speed-up);
+- ``peak_rss_mb_per_worker``: the largest worker's peak RSS (this process for 1 worker);
+- ``near_dups_cost``: the same 1-worker run with near-duplicate detection off, and the slowdown it costs;
+- ``rerun_s_per_gb``: the whole stage again on unchanged data (nothing recomputed: every file's report,
+  shard and token ids come from the cache).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -28,28 +32,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LMLOOP_HOME", tempfile.mkdtemp(prefix="lmloop-bench-"))
 
-from lmloop.settings import configure_environment, home  # noqa: E402
+from lmloop.settings import configure_environment  # noqa: E402
 
 configure_environment()
 
-from data_checks import validate_frame  # noqa: E402
+from prefect import flow  # noqa: E402
+
+from lmloop import token_cache  # noqa: E402
 from lmloop.config import DataConfig, ValidationConfig  # noqa: E402
 from lmloop.corpus import gate  # noqa: E402
-from lmloop.ingest import CHUNK_ROWS, _chunks, ingest_files, release_memory, to_frame  # noqa: E402
-from lmloop.readers import Columns, read_rows  # noqa: E402
+from lmloop.ingest import plan_ingest  # noqa: E402
 from lmloop.sample_data import write_corpus  # noqa: E402
-from lmloop.sources import discover  # noqa: E402
-from lmloop.token_cache import tokenize_shards  # noqa: E402
-from lmloop.tokenizer import load_tokenizer, train_bpe  # noqa: E402
+from lmloop.tokenizer import train_bpe  # noqa: E402
+from tasks.data import ingest_unit  # noqa: E402
+from tasks.runners import map_units  # noqa: E402
+from tasks.tokenize import tokenize_unit  # noqa: E402
 
 FILE_MB = 20
 
 
 def make_corpus(root: Path, megabytes: int) -> list[Path]:
-    """~``megabytes`` MB of unique documents in JSONL files of ~20 MB."""
+    """~``megabytes`` MB of distinct documents in JSONL files of ~20 MB."""
     base = root / "base"
     write_corpus(base, seed=0, docs=20_000, files=1)
     docs = [json.loads(line) for line in (base / "part-000.jsonl").open()]
+    docs = [(d["text"].split(), d.get("label")) for d in docs if isinstance(d.get("text"), str)]
     files, serial, written = [], 0, 0
     out = root / "corpus"
     out.mkdir()
@@ -58,8 +65,10 @@ def make_corpus(root: Path, megabytes: int) -> list[Path]:
         with path.open("w") as f:
             size = 0
             while size < FILE_MB * 1_000_000:
-                doc = docs[serial % len(docs)]
-                line = json.dumps({"text": f"{doc['text']} Serial {serial}.", "label": doc["label"]}) + "\n"
+                words, label = docs[serial % len(docs)]
+                words = words[:]
+                random.Random(serial).shuffle(words)
+                line = json.dumps({"text": " ".join(words), "label": label}) + "\n"
                 f.write(line)
                 size += len(line)
                 serial += 1
@@ -68,98 +77,80 @@ def make_corpus(root: Path, megabytes: int) -> list[Path]:
     return files
 
 
-RSS_BY_PHASE: dict[str, float] = {}
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed(fn, phase: str | None = None):
+@flow(name="data-stage-benchmark")
+def data_stage(folder: str, data: DataConfig, validation: ValidationConfig, cache: str, tokenizer: str) -> dict:
+    """The training flow's data stage without MLflow: plan, mapped ingest, gate, mapped tokenize."""
+    cache_root, kind = Path(cache), "process" if (data.workers or 1) > 1 else "thread"
+    times = {}
     start = time.perf_counter()
-    result = fn()
-    if phase:
-        RSS_BY_PHASE[phase] = round(rss_mb(), 1)
-    return result, time.perf_counter() - start
+    plan = plan_ingest([folder], data, validation, cache_root / "shards")
+    done = map_units(
+        ingest_unit, plan.units, kind, data, data=data, validation=validation, cache=cache_root / "shards",
+        docs=cache_root / "docs",
+    )  # fmt: skip
+    for i, reports in enumerate(done):
+        plan.fill(i, reports)
+    times["ingest_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    out = cache_root / f"corpus-{time.time_ns()}"
+    corpus = gate(plan.result(), data=data, validation=validation, out=out, quarantine_dir=out / "q")
+    times["gate_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pending = token_cache.pending_shards(corpus.shards(), tokenizer, cache_root / "tokens")
+    map_units(tokenize_unit, pending, kind, data, tokenizer=tokenizer, cache_root=cache_root / "tokens")
+    times["tokenize_s"] = time.perf_counter() - start
+    return {**times, "units": len(plan.units), "shards_tokenized": len(pending), "rows": corpus.validation["rows"],
+            "near_duplicates_removed": corpus.validation["near_duplicates_removed"]}  # fmt: skip
 
 
-def phase_read_and_validate(folder: Path, data: DataConfig, validation: ValidationConfig) -> tuple[float, float]:
-    read_s = validate_s = 0.0
-    for source in discover([str(folder)])[0]:
-        rows = read_rows(source, Columns())
-        while True:
-            frame, dt = timed(lambda rows=rows, source=source: _next_frame(rows, source, data))
-            read_s += dt
-            if frame is None:
-                break
-            _, dt = timed(lambda frame=frame: validate_frame(frame, validation))
-            validate_s += dt
-            release_memory(len(frame))
-    return read_s, validate_s
-
-
-def _next_frame(rows, source, data):
-    chunk = next(_chunks(rows, CHUNK_ROWS), None)
-    return None if chunk is None else to_frame(chunk, source, data)
+def run(folder: Path, data: DataConfig, cache: Path, tokenizer: Path, mb: float) -> dict:
+    validation = ValidationConfig(max_duplicate_rate=0.5)
+    result = data_stage(str(folder), data, validation, str(cache), str(tokenizer))
+    total = result["ingest_s"] + result["gate_s"] + result["tokenize_s"]
+    return {**result, "mb_per_s": round(mb / total, 2), "seconds": round(total, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=int, default=200, help="corpus size in MB (at least 200 for the issue's figure)")
+    parser.add_argument("--mb", type=int, default=1024, help="corpus size in MB (1 GB for the issue's figures)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", action="store_true", help="print one JSON line with every figure")
     args = parser.parse_args()
-    data, validation = DataConfig(), ValidationConfig(max_duplicate_rate=0.5)
     root = Path(tempfile.mkdtemp(prefix="lmloop-data-bench-"))
     files = make_corpus(root, args.mb)
-    folder = files[0].parent
     mb = sum(p.stat().st_size for p in files) / 1e6
-    RSS_BY_PHASE["start"] = round(rss_mb(), 1)
-    (read_s, validate_s), _ = timed(lambda: phase_read_and_validate(folder, data, validation), "read+validate")
-    reports, pipeline_s = timed(
-        lambda: ingest_files([str(folder)], data, validation, home().cache / "shards"), "ingest"
-    )
-    summary, gate_s = timed(lambda: gate(reports, data, validation, root / "out", root / "quarantine"), "gate")
-    shards = [r.shard for r in reports if r.status == "accepted"]
-    tok_dir = root / "tokenizer"
-    sample = (json.loads(line)["text"] for line in files[0].open())
-    train_bpe(sample, 2048, 2, tok_dir)
-    first, tokenize_s = timed(lambda: tokenize_shards(shards, tok_dir, home().cache / "tokens"), "tokenize")
-    rerun, rerun_s = timed(lambda: tokenize_shards(shards, tok_dir, home().cache / "tokens"))
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # one more file: only it is read and tokenized
-    extra = root / "extra"
-    extra.mkdir()
-    (extra / "new.jsonl").write_text(
-        "".join(json.dumps({"text": f"an added document {i}"}) + "\n" for i in range(1000))
-    )
-    added_reports = ingest_files([str(folder), str(extra)], data, validation, home().cache / "shards")
-    added = tokenize_shards(
-        [r.shard for r in added_reports if r.status == "accepted"], tok_dir, home().cache / "tokens"
-    )
-    # baseline: tokenizers' encode_batch straight on the same texts, same batch size (10,000), same cores
-    backend = load_tokenizer(tok_dir).backend_tokenizer
-    texts = [json.loads(line)["text"] for p in files for line in p.open()]
-
-    def baseline() -> None:
-        for i in range(0, len(texts), 10_000):
-            backend.encode_batch(texts[i : i + 10_000])  # results dropped: measure encoding, not retention
-
-    _, baseline_s = timed(baseline)
+    tokenizer = root / "tokenizer"
+    train_bpe((json.loads(line)["text"] for line in files[0].open()), 2048, 2, tokenizer)
+    by_workers, rss = {}, {}
+    for n in args.workers:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result = run(files[0].parent, DataConfig(workers=n), root / f"cache-{n}", tokenizer, mb)
+        by_workers[str(n)] = result
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss[str(n)] = round((own if n == 1 else max(children, before)) / 1024, 1)
+        print(f"{n} worker(s): {result}", flush=True)
+    off = run(files[0].parent, DataConfig(workers=1, near_dup_threshold=None), root / "cache-off", tokenizer, mb)
+    print(f"near-duplicates off, 1 worker: {off}", flush=True)
+    top = str(max(args.workers))
+    again = run(files[0].parent, DataConfig(workers=int(top)), root / f"cache-{top}", tokenizer, mb)
     figures = {
         "corpus_mb": round(mb, 1),
-        "documents": summary["rows"],
-        "ingest_mb_per_s": round(mb / read_s, 2),
-        "validate_mb_per_s": round(mb / validate_s, 2),
-        "pipeline_mb_per_s": round(mb / (pipeline_s + gate_s), 2),
-        "tokenize_mb_per_s": round(mb / tokenize_s, 2),
-        "encode_batch_mb_per_s": round(mb / baseline_s, 2),
-        "peak_rss_mb": round(peak_rss_mb, 1),
-        "peak_rss_mb_after": RSS_BY_PHASE,
-        "rerun_tokenize_s": round(rerun_s, 3),
-        "rerun_shards_tokenized": rerun["tokenized"],
-        "added_file_shards_tokenized": added["tokenized"],
-        "ratios": {"tokenize_vs_encode_batch": round(baseline_s / tokenize_s, 3)},
-    }
+        "documents": by_workers[top]["rows"],
+        "pipeline_mb_per_s": by_workers[top]["mb_per_s"],
+        "pipeline_mb_per_s_by_workers": {n: r["mb_per_s"] for n, r in by_workers.items()},
+        "seconds_by_phase": {n: {k: round(r[k], 1) for k in ("ingest_s", "gate_s", "tokenize_s")} for n, r in by_workers.items()},
+        "peak_rss_mb_per_worker": rss,
+        "near_dups_cost": {
+            "mb_per_s_off": off["mb_per_s"],
+            "mb_per_s_on": by_workers[min(by_workers, key=int)]["mb_per_s"],
+            "slowdown": round(1 - by_workers[min(by_workers, key=int)]["mb_per_s"] / off["mb_per_s"], 3),
+            "near_duplicates_removed": by_workers[top]["near_duplicates_removed"],
+        },
+        "rerun_s_per_gb": round(again["seconds"] / (mb / 1000), 2),
+        "rerun_units_recomputed": again["units"] + again["shards_tokenized"],
+        "ratios": {f"workers_{n}_vs_1": round(r["mb_per_s"] / by_workers[min(by_workers, key=int)]["mb_per_s"], 2) for n, r in by_workers.items()},
+    }  # fmt: skip
     for key, value in figures.items():
         print(f"{key:>30}: {value}")
     if args.json:

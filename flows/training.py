@@ -14,6 +14,7 @@ from lmloop.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.register import record_trained_data, register_model
+from tasks.runners import data_workers
 from tasks.tokenize import tokenize_and_pack, train_tokenizer
 from tasks.tracking import tracked_run
 from tasks.train import pretrain_model
@@ -47,21 +48,22 @@ def training_flow(
     home = settings.home()
     key = run_key(config.digest(), sorted(sources), run_name)
     with tracked_run(config, run_name or "pretrain", sources, home, key) as run:
-        ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
-        corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
-        corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=False)
-        tokenizer = train_tokenizer(corpus, config.tokenizer, run)
-        block = config.model.block_size
-        blocks = tokenize_and_pack(
-            corpus,
-            tokenizer,
-            block_size=block,
-            validation=config.validation,
-            run=run,
-            batch_size=config.train.batch_size,
-            sources=sources,
-            data=config.data,
-        )
+        with data_workers():  # one pool of workers for the per-file work of ingest and tokenize
+            ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
+            corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
+            corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=False)
+            tokenizer = train_tokenizer(corpus, config.tokenizer, run)
+            block = config.model.block_size
+            blocks = tokenize_and_pack(
+                corpus,
+                tokenizer,
+                block_size=block,
+                validation=config.validation,
+                run=run,
+                batch_size=config.train.batch_size,
+                sources=sources,
+                data=config.data,
+            )
         trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}

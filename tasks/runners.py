@@ -10,7 +10,10 @@ are the same whatever runs them, and a unit whose worker died is simply run agai
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from prefect import Task, unmapped
@@ -62,27 +65,68 @@ def _result(future: Any, stop: StopRequest) -> Any:
     return future.result()
 
 
+_POOLS: ContextVar[dict[tuple, TaskRunner] | None] = ContextVar("lmloop_data_workers", default=None)
+
+
+@contextmanager
+def data_workers() -> Iterator[None]:
+    """Within this block the data stage's worker pools stay open from one stage to the next (ingest, then
+    tokenize): workers start once (seconds each: Python, pandas, Great Expectations), not once per stage."""
+    pools: dict[tuple, TaskRunner] = {}
+    token = _POOLS.set(pools)
+    try:
+        yield
+    finally:
+        _POOLS.reset(token)
+        for runner in pools.values():
+            runner.__exit__(None, None, None)
+
+
+@contextmanager
+def _runner(kind: str, data: DataConfig) -> Iterator[TaskRunner]:
+    """The open pool of this ``data_workers`` block, or one for this map only; a pool whose worker died is
+    dropped (a broken process pool takes no more work)."""
+    pools, key = _POOLS.get(), (kind, data.workers, data.cluster)
+    if pools is None or kind == "thread":
+        with task_runner(kind, data) as runner:
+            yield runner
+        return
+    if key not in pools:
+        pools[key] = task_runner(kind, data).__enter__()
+    runner = pools[key]
+    if hasattr(runner, "_cached_context"):  # Prefect caches the submitting task's context: take this task's
+        runner._cached_context = None
+    try:
+        yield runner
+    except BrokenProcessPool:
+        pools.pop(key).__exit__(None, None, None)
+        raise
+
+
 def map_units(task: Task[..., T], items: list[Any], kind: str, data: DataConfig, /, **common: Any) -> list[T]:
     """Run ``task(item, **common)`` for every item on the chosen runner, results in item order. Units whose
     worker process died (``BrokenProcessPool``) are run once more in a fresh pool; Dask reschedules a dead
     worker's task itself, and Prefect retries a unit that raised."""
-    if not items:
-        return []
     results: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
     for attempt in range(2):
-        with StopRequest() as stop, task_runner(kind, data) as runner:
-            mapped = {"item": [items[i] for i in todo], **{k: unmapped(v) for k, v in common.items()}}
-            futures = runner.map(task, mapped)
-            broken = []
-            for i, future in zip(todo, futures, strict=True):
-                try:
-                    results[i] = _result(future, stop)
-                except BrokenProcessPool:
-                    if attempt:
-                        raise
-                    broken.append(i)
-        if not broken:
-            return results
+        if not todo:
+            break
+        broken: list[int] = []
+        try:
+            with StopRequest() as stop, _runner(kind, data) as runner:
+                mapped = {"item": [items[i] for i in todo], **{k: unmapped(v) for k, v in common.items()}}
+                for i, future in zip(todo, runner.map(task, mapped), strict=True):
+                    try:
+                        results[i] = _result(future, stop)
+                    except BrokenProcessPool:
+                        if attempt:
+                            raise
+                        broken.append(i)
+                if broken:
+                    raise BrokenProcessPool(f"{len(broken)} unit(s) lost with their worker")
+        except BrokenProcessPool:
+            if attempt:
+                raise
         todo = broken
     return results

@@ -68,7 +68,7 @@ def _run(raw: tuple[Path, str], home: Path, data: DataConfig) -> dict:
         "digests": result["corpus"]["digests"],
         "index": _digest(list(corpus.glob("*.npy"))),
         "shards": _digest([p for p in cache.rglob("shards/*") if not p.name.endswith(".json")]),
-        "tokens": _digest(list(cache.rglob("tokens/*/*.arrow"))),
+        "tokens": _digest([p for p in cache.rglob("tokens/*/*.arrow") if not p.name.startswith("cache-")]),
         "units": result["counts"]["shards_tokenized"],
         "task_runner": tracking.client().get_run(run_id).data.tags["lmloop.data.task_runner"],
     }
