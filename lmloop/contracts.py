@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lmloop.config import ModelConfig
-from lmloop.data import FileReport, id_array, load_shards, split_indices
+from lmloop.data import FileReport, doc_ids, load_shards, split_indices
 from lmloop.settings import Home
 
 SPLITS = ("train", "validation", "test")
@@ -108,7 +108,7 @@ class Corpus(_Value):
 
     def with_splits(self, val_fraction: float, test_fraction: float) -> Corpus:
         """Split by a hash of each document's content; writes the index arrays."""
-        ids = id_array(self.load()["doc_id"])
+        ids = doc_ids(self.shards())[self.keep()]
         splits = split_indices(ids, val_fraction, test_fraction)
         for name, idx in splits.items():
             np.save(self.path / f"split-{name}.npy", idx)

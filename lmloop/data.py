@@ -95,7 +95,7 @@ class FrozenEval:
     MinHash signatures (near-copies count as leakage too)."""
 
     ids: set[str]
-    signatures: np.ndarray
+    signatures: near_dups.Signatures
 
 
 def frozen_eval(paths: list[str], data: DataConfig) -> FrozenEval:
@@ -108,13 +108,8 @@ def frozen_eval(paths: list[str], data: DataConfig) -> FrozenEval:
             for _, t, _, _ in read_rows(source, cols)
             if isinstance(t, str)
         ]
-    ngram = data.near_dup_ngram
-    sigs = (
-        near_dups.signatures(texts, ngram)
-        if data.near_dup_threshold and texts
-        else np.zeros((0, near_dups.BINS), np.uint16)
-    )
-    return FrozenEval({doc_id(t) for t in texts}, sigs)
+    sigs = near_dups.signatures(texts, data.near_dup_ngram) if data.near_dup_threshold and texts else np.zeros((0, 128))
+    return FrozenEval({doc_id(t) for t in texts}, near_dups.Signatures.of(sigs.astype(np.uint16)))
 
 
 def signature_path(shard: str | Path, ngram: int) -> Path:
@@ -122,30 +117,77 @@ def signature_path(shard: str | Path, ngram: int) -> Path:
     return Path(shard).with_suffix(f".minhash{ngram}.npy")
 
 
-def write_signatures(shard: str | Path, texts: Any, ngram: int) -> np.ndarray:
-    """Signatures of ``texts`` (a shard's rows, in order) saved atomically beside the shard."""
+def _bands_path(target: Path) -> Path:
+    return target.with_name(target.name.removesuffix(".npy") + ".bands.npy")
+
+
+def save_signatures(target: Path, sigs: np.ndarray) -> None:
+    """``target`` (signatures) and its band keys beside it, each atomically; the band keys first, so a
+    signatures file always has its bands."""
     from lmloop.files import private_tmp
 
-    sigs = near_dups.signatures(texts, ngram)
-    target = signature_path(shard, ngram)
-    tmp = private_tmp(target)
-    try:
-        with tmp.open("wb") as f:
-            np.save(f, sigs)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sigs
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for path, array in ((_bands_path(target), near_dups.band_keys(sigs)), (target, sigs)):
+        tmp = private_tmp(path)
+        try:
+            with tmp.open("wb") as f:
+                np.save(f, array)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
-def shard_signatures(shard: str, ngram: int) -> np.ndarray:
-    """A shard's signatures, computed now when its worker did not (a shard cached before they existed)."""
+def load_signatures(target: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(signatures, band keys)``, memory-mapped (an empty file cannot be mapped: read)."""
+
+    def load(path: Path) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r")
+        except ValueError:
+            return np.load(path)
+
+    return load(target), load(_bands_path(target))
+
+
+def write_signatures(shard: str | Path, texts: Any, ngram: int) -> None:
+    """Signatures of ``texts`` (a shard's rows, in order) saved beside the shard."""
+    save_signatures(signature_path(shard, ngram), near_dups.signatures(texts, ngram))
+
+
+def shard_signatures(shard: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's signatures and band keys, computed now when its worker did not (a shard cached earlier)."""
     path = signature_path(shard, ngram)
-    if path.exists():
-        return np.load(path)
-    from datasets import Dataset
+    if not path.exists():
+        write_signatures(shard, _column(shard, "text"), ngram)
+    elif not _bands_path(path).exists():  # written before band keys were kept
+        save_signatures(path, np.load(path))
+    return load_signatures(path)
 
-    return write_signatures(shard, Dataset.from_file(shard).data.column("text"), ngram)
+
+def _column(shard: str, name: str) -> pa.ChunkedArray:
+    """One column of an Arrow shard, read with pyarrow (not row by row through ``datasets``)."""
+    with pa.memory_map(shard) as source:
+        return pa.ipc.open_stream(source).read_all().column(name)
+
+
+_HEX = np.full(256, 255, np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def doc_ids(shards: list[str]) -> np.ndarray:
+    """The uint64 document ids of every row of ``shards``, in order: the 16-hex-digit ``doc_id`` strings
+    decoded in bulk from the Arrow buffer."""
+    parts = []
+    for shard in shards:
+        column = _column(shard, "doc_id").combine_chunks()
+        offsets = np.frombuffer(column.buffers()[1], np.int32, len(column) + 1, column.offset * 4)
+        if len(column) and column.null_count == 0 and (np.diff(offsets) == 16).all():
+            digits = _HEX[np.frombuffer(column.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]].reshape(-1, 16)
+            packed = (digits[:, 0::2] << 4) | digits[:, 1::2]
+            parts.append(np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64))
+        else:
+            parts.append(id_array(column.to_pylist()))
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
 
 def id_array(doc_ids: Iterable[str]) -> np.ndarray:
@@ -158,7 +200,7 @@ class History:
     """What earlier models trained on: sorted uint64 document ids, and (near-duplicates) their signatures."""
 
     ids: np.ndarray
-    signatures: np.ndarray | None = None
+    signatures: near_dups.Signatures | None = None
 
 
 def select_documents(
@@ -170,9 +212,7 @@ def select_documents(
     Drops are charged to the file whose shard held the row: byte-identical files share one shard,
     so the rows' ``source`` column can't tell them apart.
     """
-    from datasets import Dataset
-
-    parts = [id_array(Dataset.from_file(r.shard)["doc_id"]) for r in accepted]
+    parts = [doc_ids([r.shard]) for r in accepted]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     owner = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
     leaked = np.isin(ids, id_array(sorted(frozen.ids)))
@@ -184,7 +224,7 @@ def select_documents(
     duplicate = ~leaked & (~unique | seen_before)
     near_leak, near = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
     if data.near_dup_threshold and len(ids):
-        sigs = np.concatenate([shard_signatures(r.shard, data.near_dup_ngram) for r in accepted])
+        sigs = near_dups.Signatures([shard_signatures(r.shard, data.near_dup_ngram) for r in accepted])
         near_leak, near = _near(sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained, data.near_dup_threshold)
     leaked |= near_leak
     keep = np.flatnonzero(~leaked & ~duplicate & ~near)
@@ -210,7 +250,7 @@ def select_documents(
 
 
 def _near(
-    sigs: np.ndarray, rows: np.ndarray, frozen: FrozenEval, trained: History | None, threshold: float
+    sigs: near_dups.Signatures, rows: np.ndarray, frozen: FrozenEval, trained: History | None, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(near_leak, near_duplicate)`` masks over ``sigs`` for the candidate ``rows``: near-copies of frozen
     eval documents, then of documents already trained on, then of an earlier row of this batch."""

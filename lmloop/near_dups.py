@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -120,15 +121,15 @@ def signatures(texts: Sequence[str | None] | pa.Array, ngram: int = 3) -> np.nda
     return out
 
 
-def _valid(sigs: np.ndarray) -> np.ndarray:
-    return ~(sigs == 0xFFFF).all(axis=1) if len(sigs) else np.zeros(0, bool)
-
-
 def band_keys(sigs: np.ndarray) -> np.ndarray:
-    """``(n, BANDS)`` uint64: one hash per band of ``ROWS`` bins."""
-    halves = np.ascontiguousarray(sigs).reshape(len(sigs), BANDS, ROWS).view(np.uint64)  # 8 x 16 bits = 2 words
+    """``(BANDS, n)`` uint64, band-major (the gate reads one band of every document at a time): one hash per
+    band of ``ROWS`` bins; 0 for a text without a signature (matches nothing)."""
+    sigs = np.ascontiguousarray(sigs)
+    halves = sigs.reshape(len(sigs), BANDS, ROWS).view(np.uint64)  # 8 bins x 16 bits = 2 words a band
     band = np.arange(BANDS, dtype=np.uint64)
-    return _mix(halves[..., 0] ^ _mix(halves[..., 1] + band))
+    keys = _mix(halves[..., 0] ^ _mix(halves[..., 1] + band))
+    keys[(sigs == 0xFFFF).all(axis=1)] = 0
+    return np.ascontiguousarray(keys.T)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -136,49 +137,85 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b).mean(axis=1) if len(a) else np.zeros(0)
 
 
-def _pairs_within(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Candidate pairs ``(earlier, later)`` among ``rows`` sharing a band: each later row against the first
-    and the previous row of its group, in every band."""
-    pairs = []
-    for band in range(BANDS):
-        order = rows[np.argsort(keys[rows, band], kind="stable")]
-        same = keys[order[1:], band] == keys[order[:-1], band]
-        if not same.any():
-            continue
-        group_start = np.maximum.accumulate(np.where(np.concatenate([[True], ~same]), np.arange(len(order)), 0))
-        later = np.flatnonzero(np.concatenate([[False], same]))
-        pairs.append(np.stack([order[later - 1], order[later]], axis=1))
-        pairs.append(np.stack([order[group_start[later]], order[later]], axis=1))
-    return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
+class Signatures:
+    """The signatures ``(n, BINS)`` and band keys ``(BANDS, n)`` of many documents, in parts (one per shard
+    or per trained batch), usually memory-mapped: matching reads one band of every document at a time
+    (8 bytes each) and signatures only of candidate pairs, so the gate's memory stays near 8 bytes a
+    document whatever the corpus size."""
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(sigs) for sigs, _ in parts])
+
+    @classmethod
+    def of(cls, sigs: np.ndarray) -> Signatures:
+        return cls([(sigs, band_keys(sigs))] if len(sigs) else [])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def band(self, j: int) -> np.ndarray:
+        return np.concatenate([bands[j] for _, bands in self.parts]) if self.parts else np.zeros(0, np.uint64)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), BINS), np.uint16)
+        part = np.searchsorted(self.starts, index, side="right") - 1
+        for p in np.unique(part):
+            mine = part == p
+            out[mine] = self.parts[p][0][index[mine] - self.starts[p]]
+        return out
 
 
-def within(sigs: np.ndarray, threshold: float, candidates: np.ndarray | None = None) -> np.ndarray:
-    """True for each row that is a near-duplicate (estimated Jaccard >= ``threshold``) of an earlier row
-    among ``candidates`` (default: all): the first of each group of near-copies is kept."""
-    rows = np.flatnonzero(_valid(sigs)) if candidates is None else candidates[_valid(sigs[candidates])]
-    out = np.zeros(len(sigs), bool)
+def _verify(a: Signatures, rows_a: np.ndarray, b: Signatures, rows_b: np.ndarray, threshold: float) -> np.ndarray:
+    return similarity(a.rows(rows_a), b.rows(rows_b)) >= threshold if len(rows_a) else np.zeros(0, bool)
+
+
+def _pairs_in_band(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Pairs ``(earlier, later)`` of ``rows`` with the same key: each later row with the first and with the
+    previous row of its group. Keys seen once (nearly all) are set aside by hashing, so only the few shared
+    ones are sorted."""
+    shared = pd.Series(keys).duplicated(keep=False).to_numpy() & (keys != 0)
+    if not shared.any():
+        return np.zeros((0, 2), np.int64)
+    keys, rows = keys[shared], rows[shared]
+    order = np.argsort(keys, kind="stable")
+    keys, rows = keys[order], rows[order]
+    same = keys[1:] == keys[:-1]
+    group_start = np.maximum.accumulate(np.where(np.concatenate([[True], ~same]), np.arange(len(rows)), 0))
+    later = np.flatnonzero(np.concatenate([[False], same]))
+    return np.concatenate(
+        [np.stack([rows[later - 1], rows[later]], axis=1), np.stack([rows[group_start[later]], rows[later]], axis=1)]
+    )
+
+
+def within(store: Signatures, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """True for each document (of ``rows``, default all) that is a near-duplicate (estimated Jaccard >=
+    ``threshold``) of an earlier one of ``rows``: the first of each group of near-copies is kept."""
+    out = np.zeros(len(store), bool)
+    rows = np.arange(len(store)) if rows is None else rows
     if len(rows) < 2:
         return out
-    pairs = _pairs_within(band_keys(sigs), rows)
-    similar = similarity(sigs[pairs[:, 0]], sigs[pairs[:, 1]]) >= threshold
+    pairs = np.concatenate([_pairs_in_band(store.band(j)[rows], rows) for j in range(BANDS)])
+    codes = np.unique(pairs[:, 0].astype(np.int64) * len(store) + pairs[:, 1])  # each pair once
+    pairs = np.stack([codes // len(store), codes % len(store)], axis=1)
+    similar = _verify(store, pairs[:, 0], store, pairs[:, 1], threshold)
     out[pairs[similar, 1]] = True
     return out
 
 
-def against(sigs: np.ndarray, reference: np.ndarray, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
-    """True for each row (of ``rows``, default all) with a near-copy in ``reference`` (signatures)."""
-    out = np.zeros(len(sigs), bool)
-    rows = np.flatnonzero(_valid(sigs)) if rows is None else rows[_valid(sigs[rows])]
-    reference = reference[_valid(reference)]
+def against(store: Signatures, reference: Signatures, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """True for each document (of ``rows``, default all) with a near-copy in ``reference``."""
+    out = np.zeros(len(store), bool)
+    rows = np.arange(len(store)) if rows is None else rows
     if not len(rows) or not len(reference):
         return out
-    keys, ref_keys = band_keys(sigs[rows]), band_keys(reference)
-    for band in range(BANDS):
-        order = np.argsort(ref_keys[:, band])
-        sorted_keys = ref_keys[order, band]
-        at = np.minimum(np.searchsorted(sorted_keys, keys[:, band]), len(sorted_keys) - 1)
-        hit = np.flatnonzero((sorted_keys[at] == keys[:, band]) & ~out[rows])
-        if len(hit):
-            close = similarity(sigs[rows[hit]], reference[order[at[hit]]]) >= threshold
-            out[rows[hit[close]]] = True
+    for j in range(BANDS):
+        ref = reference.band(j)
+        order = np.argsort(ref)
+        ref = ref[order]
+        keys = store.band(j)[rows]
+        at = np.minimum(np.searchsorted(ref, keys), len(ref) - 1)
+        hit = np.flatnonzero((ref[at] == keys) & (keys != 0) & ~out[rows])
+        close = _verify(store, rows[hit], reference, order[at[hit]], threshold)
+        out[rows[hit[close]]] = True
     return out

@@ -24,8 +24,17 @@ from typing import Any
 import numpy as np
 
 from lmloop.contracts import Corpus
-from lmloop.data import History, id_array, record_trained, shard_signatures, trained_ids
+from lmloop.data import (
+    History,
+    doc_ids,
+    load_signatures,
+    record_trained,
+    save_signatures,
+    shard_signatures,
+    trained_ids,
+)
 from lmloop.files import write_text_atomic
+from lmloop.near_dups import Signatures
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -68,9 +77,8 @@ class State:
         (memory-mapped: 256 bytes a document)."""
         if ngram is None:
             return History(self.trained_ids())
-        files = sorted(self.signatures_dir.glob(f"*.n{ngram}.npy"))
-        sigs = [np.load(f, mmap_mode="r") for f in files]
-        return History(self.trained_ids(), np.concatenate(sigs) if sigs else None)
+        files = sorted(p for p in self.signatures_dir.glob(f"*.n{ngram}.npy") if not p.name.endswith(".bands.npy"))
+        return History(self.trained_ids(), Signatures([load_signatures(f) for f in files]))
 
     def _record_signatures(self, corpus: Corpus, name: str) -> None:
         """The training split's signatures, kept beside the trained ids (idempotent: one file per model/batch)."""
@@ -78,11 +86,8 @@ class State:
         target = self.signatures_dir / f"{name}.n{ngram}.npy"
         if not ngram or target.exists() or not corpus.shards():
             return
-        sigs = np.concatenate([shard_signatures(s, ngram) for s in corpus.shards()])[corpus.keep()]
-        self.signatures_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp.npy")
-        np.save(tmp, sigs[corpus.split_index("train")])
-        tmp.replace(target)
+        store = Signatures([shard_signatures(s, ngram) for s in corpus.shards()])
+        save_signatures(target, store.rows(corpus.keep()[corpus.split_index("train")]))
 
     # -- frozen eval slices
     @property
@@ -123,7 +128,8 @@ class State:
         self.remember_corpus(corpus)
         self.freeze_slice(corpus, slice_name)
         self._record_signatures(corpus, slice_name)
-        return record_trained(self.trained_store, id_array(corpus.split("train")["doc_id"]))
+        train = corpus.keep()[corpus.split_index("train")]
+        return record_trained(self.trained_store, doc_ids(corpus.shards())[train])
 
     def close_cycle(self, corpus: Corpus, files: list[dict[str, str]], batch: str) -> None:
         """The end of a continual cycle as one recorded transition: the intent is written first, then the
