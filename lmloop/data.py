@@ -109,7 +109,8 @@ def frozen_eval(paths: list[str], data: DataConfig) -> FrozenEval:
             if isinstance(t, str)
         ]
     sigs = near_dups.signatures(texts, data.near_dup_ngram) if data.near_dup_threshold and texts else np.zeros((0, 128))
-    return FrozenEval({doc_id(t) for t in texts}, near_dups.Signatures.of(sigs.astype(np.uint16)))
+    store = near_dups.Signatures.of(sigs.astype(np.uint16), texts, data.near_dup_ngram)
+    return FrozenEval({doc_id(t) for t in texts}, store)
 
 
 def signature_path(shard: str | Path, ngram: int) -> Path:
@@ -162,6 +163,24 @@ def shard_signatures(shard: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     elif not _bands_path(path).exists():  # written before band keys were kept
         save_signatures(path, np.load(path))
     return load_signatures(path)
+
+
+def shards_signatures(shards: list[str], ngram: int) -> near_dups.Signatures:
+    """The signatures of every row of ``shards`` (in order), with the rows' texts at hand for exact checks."""
+    parts = [shard_signatures(s, ngram) for s in shards]
+    starts = np.cumsum([0] + [len(sigs) for sigs, _ in parts])
+
+    def texts(index: np.ndarray) -> list[str]:
+        out: list[str] = [""] * len(index)
+        part = np.searchsorted(starts, index, side="right") - 1
+        for p in np.unique(part):
+            mine = np.flatnonzero(part == p)
+            values = _column(shards[p], "text").take(pa.array(index[mine] - starts[p])).to_pylist()
+            for i, value in zip(mine.tolist(), values, strict=True):
+                out[i] = value
+        return out
+
+    return near_dups.Signatures(parts, texts, ngram)
 
 
 def _column(shard: str, name: str) -> pa.ChunkedArray:
@@ -224,7 +243,7 @@ def select_documents(
     duplicate = ~leaked & (~unique | seen_before)
     near_leak, near = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
     if data.near_dup_threshold and len(ids):
-        sigs = near_dups.Signatures([shard_signatures(r.shard, data.near_dup_ngram) for r in accepted])
+        sigs = shards_signatures([r.shard for r in accepted], data.near_dup_ngram)
         near_leak, near = _near(sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained, data.near_dup_threshold)
     leaked |= near_leak
     keep = np.flatnonzero(~leaked & ~duplicate & ~near)

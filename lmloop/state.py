@@ -78,7 +78,7 @@ class State:
         if ngram is None:
             return History(self.trained_ids())
         files = sorted(p for p in self.signatures_dir.glob(f"*.n{ngram}.npy") if not p.name.endswith(".bands.npy"))
-        return History(self.trained_ids(), Signatures([load_signatures(f) for f in files]))
+        return History(self.trained_ids(), Signatures([load_signatures(f) for f in files], ngram=ngram))
 
     def _record_signatures(self, corpus: Corpus, name: str) -> None:
         """The training split's signatures, kept beside the trained ids (idempotent: one file per model/batch)."""
