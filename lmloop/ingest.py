@@ -8,9 +8,11 @@ shard and report, cached by content hash and settings.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -261,10 +263,21 @@ class Plan:
         return list(self.reports)  # type: ignore[arg-type]
 
 
+def sweep_stale(cache: Path, older_than_s: float = 3600.0) -> None:
+    """Remove private temporary files a killed writer left behind (untouched for an hour; nothing reads
+    them: only renamed, finished files are ever used)."""
+    cutoff = time.time() - older_than_s
+    for path in cache.glob("*.partial") if cache.exists() else []:
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
 def plan_ingest(sources: list[str], data: DataConfig, validation: ValidationConfig, cache: Path) -> Plan:
     """Discover the files and hash them (here, once); files whose result is cached are done, the rest are
     grouped into units: consecutive small local text files together, any other alone."""
     apply_storage_options(data)
+    sweep_stale(cache)
     files, refused = discover(sources, data.roots)
     plan = Plan(
         [FileReport(uri=r.uri, status="skipped" if r.skipped else "rejected", reasons=[r.reason]) for r in refused]
