@@ -6,13 +6,14 @@ The corpus is generated: the documents of ``lmloop sample-data``, each copy's wo
 serial number (so copies are neither exact nor near duplicates), in JSONL files of ~20 MB. For each
 worker count, on a fresh cache, the data stage runs as the training flow runs it — inside a Prefect
 flow, per-unit ingest (read, clean, GX file suite, shard, MinHash signatures) and per-shard
-tokenization mapped over the task runner (1 worker: this process; N: a local process pool of N),
-the corpus gate (dedup, near-duplicates, leakage) in between:
+tokenization mapped over the task runner (in this process, then local process pools of each N), the
+corpus gate (dedup, near-duplicates, leakage) in between:
 
 - ``pipeline_mb_per_s``: ingest + gate + tokenize, raw MB over wall seconds (at the largest N;
-  ``pipeline_mb_per_s_by_workers`` has each N, ``ratios.workers_N_vs_1`` the speed-up);
-- ``peak_rss_mb_per_worker``: the largest worker's peak RSS (this process for 1 worker);
-- ``near_dups_cost``: the same 1-worker run with near-duplicate detection off, and the slowdown it costs;
+  ``pipeline_mb_per_s_by_workers`` has each N, ``ratios.workers_N_vs_1`` the speed-up, and
+  ``workers_N_vs_in_process`` against the single-process path, whose tokenizer already runs on every core);
+- ``peak_rss_mb_per_worker``: the largest worker process's RSS, sampled (psutil) while it runs;
+- ``near_dups_cost``: the in-process run with near-duplicate detection off, and the slowdown it costs;
 - ``rerun_s_per_gb``: the whole stage again on unchanged data (nothing recomputed: every file's report,
   shard and token ids come from the cache).
 """
@@ -20,6 +21,7 @@ the corpus gate (dedup, near-duplicates, leakage) in between:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -45,7 +47,7 @@ from lmloop.ingest import plan_ingest  # noqa: E402
 from lmloop.sample_data import write_corpus  # noqa: E402
 from lmloop.tokenizer import train_bpe  # noqa: E402
 from tasks.data import ingest_unit  # noqa: E402
-from tasks.runners import map_units  # noqa: E402
+from tasks.runners import data_workers, map_units  # noqa: E402
 from tasks.tokenize import tokenize_unit  # noqa: E402
 
 FILE_MB = 20
@@ -80,7 +82,12 @@ def make_corpus(root: Path, megabytes: int) -> list[Path]:
 @flow(name="data-stage-benchmark")
 def data_stage(folder: str, data: DataConfig, validation: ValidationConfig, cache: str, tokenizer: str) -> dict:
     """The training flow's data stage without MLflow: plan, mapped ingest, gate, mapped tokenize."""
-    cache_root, kind = Path(cache), "process" if (data.workers or 1) > 1 else "thread"
+    cache_root, kind = Path(cache), data.task_runner
+    with data_workers():  # as the training flow: one pool for ingest and tokenize
+        return _stages(folder, data, validation, cache_root, kind, tokenizer)
+
+
+def _stages(folder: str, data: DataConfig, validation: ValidationConfig, cache_root: Path, kind: str, tokenizer: str) -> dict:  # fmt: skip
     times = {}
     start = time.perf_counter()
     plan = plan_ingest([folder], data, validation, cache_root / "shards")
@@ -103,6 +110,34 @@ def data_stage(folder: str, data: DataConfig, validation: ValidationConfig, cach
             "near_duplicates_removed": corpus.validation["near_duplicates_removed"]}  # fmt: skip
 
 
+class WorkerMemory:
+    """The largest peak RSS of this process's children (the worker processes) while the block runs, sampled
+    every 0.2 s with psutil."""
+
+    def __enter__(self) -> WorkerMemory:
+        import threading
+
+        import psutil
+
+        self.peak_mb, self._stop = 0.0, threading.Event()
+        me = psutil.Process()
+
+        def sample() -> None:
+            while not self._stop.wait(0.2):
+                for child in me.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        self.peak_mb = max(self.peak_mb, child.memory_info().rss / 1e6)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = round(self.peak_mb, 1)
+
+
 def run(folder: Path, data: DataConfig, cache: Path, tokenizer: Path, mb: float) -> dict:
     validation = ValidationConfig(max_duplicate_rate=0.5)
     result = data_stage(str(folder), data, validation, str(cache), str(tokenizer))
@@ -114,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=1024, help="corpus size in MB (1 GB for the issue's figures)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip-near-off", action="store_true", help="skip the run without near-duplicates")
     parser.add_argument("--json", action="store_true", help="print one JSON line with every figure")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="lmloop-data-bench-"))
@@ -121,36 +157,40 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in files) / 1e6
     tokenizer = root / "tokenizer"
     train_bpe((json.loads(line)["text"] for line in files[0].open()), 2048, 2, tokenizer)
+    inline = run(files[0].parent, DataConfig(task_runner="thread"), root / "cache-inline", tokenizer, mb)
+    inline_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(f"in this process: {inline}", flush=True)
     by_workers, rss = {}, {}
     for n in args.workers:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        result = run(files[0].parent, DataConfig(workers=n), root / f"cache-{n}", tokenizer, mb)
-        by_workers[str(n)] = result
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        rss[str(n)] = round((own if n == 1 else max(children, before)) / 1024, 1)
-        print(f"{n} worker(s): {result}", flush=True)
-    off = run(files[0].parent, DataConfig(workers=1, near_dup_threshold=None), root / "cache-off", tokenizer, mb)
-    print(f"near-duplicates off, 1 worker: {off}", flush=True)
+        with WorkerMemory() as memory:
+            data = DataConfig(task_runner="process", workers=n)
+            by_workers[str(n)] = run(files[0].parent, data, root / f"cache-{n}", tokenizer, mb)
+        rss[str(n)] = memory.peak_mb
+        print(f"{n} worker process(es): {by_workers[str(n)]}", flush=True)
+    if not args.skip_near_off:
+        off = run(files[0].parent, DataConfig(task_runner="thread", near_dup_threshold=None), root / "cache-off", tokenizer, mb)  # fmt: skip
+        print(f"near-duplicates off, in this process: {off}", flush=True)
     top = str(max(args.workers))
-    again = run(files[0].parent, DataConfig(workers=int(top)), root / f"cache-{top}", tokenizer, mb)
+    again = run(files[0].parent, DataConfig(task_runner="process", workers=int(top)), root / f"cache-{top}", tokenizer, mb)  # fmt: skip
     figures = {
         "corpus_mb": round(mb, 1),
         "documents": by_workers[top]["rows"],
         "pipeline_mb_per_s": by_workers[top]["mb_per_s"],
+        "pipeline_mb_per_s_in_process": inline["mb_per_s"],
         "pipeline_mb_per_s_by_workers": {n: r["mb_per_s"] for n, r in by_workers.items()},
-        "seconds_by_phase": {n: {k: round(r[k], 1) for k in ("ingest_s", "gate_s", "tokenize_s")} for n, r in by_workers.items()},
+        "seconds_by_phase": {n: {k: round(r[k], 1) for k in ("ingest_s", "gate_s", "tokenize_s")} for n, r in {"in_process": inline, **by_workers}.items()},
         "peak_rss_mb_per_worker": rss,
-        "near_dups_cost": {
-            "mb_per_s_off": off["mb_per_s"],
-            "mb_per_s_on": by_workers[min(by_workers, key=int)]["mb_per_s"],
-            "slowdown": round(1 - by_workers[min(by_workers, key=int)]["mb_per_s"] / off["mb_per_s"], 3),
-            "near_duplicates_removed": by_workers[top]["near_duplicates_removed"],
-        },
+        "peak_rss_mb_in_process": inline_rss,
+        "near_duplicates_removed": inline["near_duplicates_removed"],
         "rerun_s_per_gb": round(again["seconds"] / (mb / 1000), 2),
         "rerun_units_recomputed": again["units"] + again["shards_tokenized"],
-        "ratios": {f"workers_{n}_vs_1": round(r["mb_per_s"] / by_workers[min(by_workers, key=int)]["mb_per_s"], 2) for n, r in by_workers.items()},
+        "ratios": {
+            **{f"workers_{n}_vs_1": round(r["mb_per_s"] / by_workers[min(by_workers, key=int)]["mb_per_s"], 2) for n, r in by_workers.items()},
+            f"workers_{top}_vs_in_process": round(by_workers[top]["mb_per_s"] / inline["mb_per_s"], 2),
+        },
     }  # fmt: skip
+    if not args.skip_near_off:
+        figures["near_dups_cost"] = {"mb_per_s_off": off["mb_per_s"], "mb_per_s_on": inline["mb_per_s"], "slowdown": round(1 - inline["mb_per_s"] / off["mb_per_s"], 3)}  # fmt: skip
     for key, value in figures.items():
         print(f"{key:>30}: {value}")
     if args.json:

@@ -124,19 +124,18 @@ def main() -> None:
             kind.append(label)
     texts = corpus + planted
     start = time.perf_counter()
-    sigs = near_dups.signatures(texts)
+    store = near_dups.Signatures.of(texts)  # signatures and band keys, the texts kept for exact checks
     signature_s = time.perf_counter() - start
     start = time.perf_counter()
-    pairs = near_dups.near_pairs(near_dups.Signatures.of(sigs, texts), args.threshold)  # the gate's check
+    pairs = near_dups.near_pairs(store, args.threshold)  # as the gate checks a batch
     match_s = time.perf_counter() - start
     n = len(corpus)
     positives = [i for i, k in enumerate(kind) if k == "positive" and truth[i] >= args.threshold]
     negatives = [i for i, k in enumerate(kind) if k == "negative" and truth[i] < args.threshold]
     flagged, precision = score(pairs, texts, args.threshold)
     # against documents trained on earlier only signatures are kept: the estimate alone decides
-    estimated, estimate_precision = score(
-        near_dups.near_pairs(near_dups.Signatures.of(sigs), args.threshold), texts, args.threshold
-    )
+    only = near_dups.Signatures(store.parts, texts=None)
+    estimated, estimate_precision = score(near_dups.near_pairs(only, args.threshold), texts, args.threshold)
     by_tenth: dict[str, list[bool]] = {}
     for i in positives:
         by_tenth.setdefault(f"{np.floor(truth[i] * 20) / 20:.2f}", []).append(bool(flagged[n + i]))

@@ -108,8 +108,7 @@ def frozen_eval(paths: list[str], data: DataConfig) -> FrozenEval:
             for _, t, _, _ in read_rows(source, cols)
             if isinstance(t, str)
         ]
-    sigs = near_dups.signatures(texts, data.near_dup_ngram) if data.near_dup_threshold and texts else np.zeros((0, 128))
-    store = near_dups.Signatures.of(sigs.astype(np.uint16), texts, data.near_dup_ngram)
+    store = near_dups.Signatures.of(texts if data.near_dup_threshold else [], data.near_dup_ngram)
     return FrozenEval({doc_id(t) for t in texts}, store)
 
 
@@ -122,13 +121,13 @@ def _bands_path(target: Path) -> Path:
     return target.with_name(target.name.removesuffix(".npy") + ".bands.npy")
 
 
-def save_signatures(target: Path, sigs: np.ndarray) -> None:
+def save_signatures(target: Path, sigs: np.ndarray, bands: np.ndarray) -> None:
     """``target`` (signatures) and its band keys beside it, each atomically; the band keys first, so a
     signatures file always has its bands."""
     from lmloop.files import private_tmp
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    for path, array in ((_bands_path(target), near_dups.band_keys(sigs)), (target, sigs)):
+    for path, array in ((_bands_path(target), bands), (target, sigs)):
         tmp = private_tmp(path)
         try:
             with tmp.open("wb") as f:
@@ -152,16 +151,15 @@ def load_signatures(target: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_signatures(shard: str | Path, texts: Any, ngram: int) -> None:
     """Signatures of ``texts`` (a shard's rows, in order) saved beside the shard."""
-    save_signatures(signature_path(shard, ngram), near_dups.signatures(texts, ngram))
+    sigs, shingles = near_dups.signatures(texts, ngram, counts=True)
+    save_signatures(signature_path(shard, ngram), sigs, near_dups.band_keys(sigs, shingles))
 
 
 def shard_signatures(shard: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """A shard's signatures and band keys, computed now when its worker did not (a shard cached earlier)."""
     path = signature_path(shard, ngram)
-    if not path.exists():
+    if not path.exists() or not _bands_path(path).exists():
         write_signatures(shard, _column(shard, "text"), ngram)
-    elif not _bands_path(path).exists():  # written before band keys were kept
-        save_signatures(path, np.load(path))
     return load_signatures(path)
 
 
@@ -173,7 +171,7 @@ def shards_signatures(shards: list[str], ngram: int) -> near_dups.Signatures:
     def texts(index: np.ndarray) -> list[str]:
         out: list[str] = [""] * len(index)
         part = np.searchsorted(starts, index, side="right") - 1
-        for p in np.unique(part):
+        for p in np.flatnonzero(np.bincount(part, minlength=len(shards))):
             mine = np.flatnonzero(part == p)
             values = _column(shards[p], "text").take(pa.array(index[mine] - starts[p])).to_pylist()
             for i, value in zip(mine.tolist(), values, strict=True):
@@ -221,6 +219,13 @@ class History:
     ids: np.ndarray
     signatures: near_dups.Signatures | None = None
 
+    @property
+    def key(self) -> str:
+        """What the history holds, for caches of decisions made against it."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.ids).tobytes())
+        digest.update(str(len(self.signatures) if self.signatures is not None else -1).encode())
+        return digest.hexdigest()
+
 
 def select_documents(
     accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None = None
@@ -229,8 +234,58 @@ def select_documents(
     frozen eval set nor already trained on (``trained``), exactly or (``data.near_dup_threshold``) nearly.
 
     Drops are charged to the file whose shard held the row: byte-identical files share one shard,
-    so the rows' ``source`` column can't tell them apart.
+    so the rows' ``source`` column can't tell them apart. The decision is cached under the shards'
+    cache by everything it depends on (shards, frozen eval ids, history, near-duplicate settings): a
+    re-run on unchanged data recomputes nothing.
     """
+    decision = _cached_decision(accepted, frozen, data, trained)
+    by_file = {name: decision[name] for name in ("leaks", "dups", "near")}
+    for i, (report, n_rows) in enumerate(zip(accepted, decision["rows"].tolist(), strict=True)):
+        dropped = int(by_file["leaks"][i] + by_file["dups"][i] + by_file["near"][i])
+        report.rows_rejected += dropped
+        report.rows_accepted -= dropped
+        report.near_duplicates = int(by_file["near"][i])
+        if n_rows and by_file["leaks"][i] == n_rows:
+            report.reject(f"leakage: all {n_rows} documents also appear (or nearly) in a frozen eval set")
+    names = ("duplicates_removed", "already_trained_removed", "leakage_removed", "near_duplicates_removed")
+    counts = dict(zip((*names, "near_leakage_removed"), decision["counts"].tolist(), strict=True))
+    return decision["keep"].astype(np.int64), counts
+
+
+def _cached_decision(
+    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None
+) -> dict[str, np.ndarray]:
+    if not accepted:
+        return _decide(accepted, frozen, data, trained)
+    key = {
+        "shards": [Path(r.shard).name for r in accepted],
+        "frozen": hashlib.sha256("\n".join(sorted(frozen.ids)).encode()).hexdigest(),
+        "near": [data.near_dup_threshold, data.near_dup_ngram],
+        "history": trained.key if trained is not None else None,
+        "version": 1,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = Path(accepted[0].shard).parent.parent / "gate" / f"{digest}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return dict(cached)
+    decision = _decide(accepted, frozen, data, trained)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from lmloop.files import private_tmp
+
+    tmp = private_tmp(path)
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **decision)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return decision
+
+
+def _decide(
+    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None
+) -> dict[str, np.ndarray]:
     parts = [doc_ids([r.shard]) for r in accepted]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     owner = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
@@ -246,26 +301,13 @@ def select_documents(
         sigs = shards_signatures([r.shard for r in accepted], data.near_dup_ngram)
         near_leak, near = _near(sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained, data.near_dup_threshold)
     leaked |= near_leak
-    keep = np.flatnonzero(~leaked & ~duplicate & ~near)
-    by_file = {
-        name: np.bincount(owner[mask], minlength=len(parts))
-        for name, mask in (("leaks", leaked), ("dups", duplicate), ("near", near))
+    masks = {"leaks": leaked, "dups": duplicate, "near": near}
+    return {
+        "keep": np.flatnonzero(~leaked & ~duplicate & ~near),
+        "rows": np.array([len(p) for p in parts], np.int64),
+        **{name: np.bincount(owner[mask], minlength=len(parts)) for name, mask in masks.items()},
+        "counts": np.array([duplicate.sum(), seen_before.sum(), leaked.sum(), near.sum(), near_leak.sum()], np.int64),
     }
-    for i, (report, n_rows) in enumerate(zip(accepted, map(len, parts), strict=True)):
-        dropped = int(by_file["leaks"][i] + by_file["dups"][i] + by_file["near"][i])
-        report.rows_rejected += dropped
-        report.rows_accepted -= dropped
-        report.near_duplicates = int(by_file["near"][i])
-        if n_rows and by_file["leaks"][i] == n_rows:
-            report.reject(f"leakage: all {n_rows} documents also appear (or nearly) in a frozen eval set")
-    counts = {
-        "duplicates_removed": int(duplicate.sum()),
-        "already_trained_removed": int(seen_before.sum()),
-        "leakage_removed": int(leaked.sum()),
-        "near_duplicates_removed": int(near.sum()),
-        "near_leakage_removed": int(near_leak.sum()),
-    }
-    return keep.astype(np.int64), counts
 
 
 def _near(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,14 +101,16 @@ def _densify(sig: np.ndarray) -> np.ndarray:
     return out
 
 
-def signatures(texts: Sequence[str | None] | pa.Array, ngram: int = 3) -> np.ndarray:
-    """``(len(texts), BINS)`` uint16 signatures; a text without a word gets all-0xFFFF (matches nothing)."""
+def signatures(texts: Sequence[str | None] | pa.Array, ngram: int = 3, counts: bool = False) -> Any:
+    """``(len(texts), BINS)`` uint16 signatures; a text without a word gets all-0xFFFF (matches nothing).
+    With ``counts``: ``(signatures, shingles per text)``."""
     array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(list(texts), pa.string())
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     n_texts = len(array)
     if n_texts == 0:
-        return np.zeros((0, BINS), np.uint16)
+        empty = np.zeros((0, BINS), np.uint16)
+        return (empty, np.zeros(0, np.int64)) if counts else empty
     hashes, offsets = _words(array)
     values, doc = _shingles(hashes, offsets, ngram)
     mixed = _mix(values)
@@ -118,16 +121,24 @@ def signatures(texts: Sequence[str | None] | pa.Array, ngram: int = 3) -> np.nda
     dense = _densify(sig.reshape(n_texts, BINS))
     out = (dense & np.uint32(0xFFFF)).astype(np.uint16)
     out[(dense == _EMPTY).all(axis=1)] = 0xFFFF
-    return out
+    return (out, np.bincount(doc, minlength=n_texts)) if counts else out
 
 
-def band_keys(sigs: np.ndarray) -> np.ndarray:
+MIN_SHINGLES = 8  # fewer: the bins are mostly copies of a few shingles, and bands would collide by chance
+
+
+def band_keys(sigs: np.ndarray, shingles: np.ndarray | None = None) -> np.ndarray:
     """``(BANDS, n)`` uint64, band-major (the gate reads one band of every document at a time): one hash per
-    band of ``ROWS`` bins; 0 for a text without a signature (matches nothing)."""
+    band of ``ROWS`` bins; 0 for a text without a signature (matches nothing). A text of fewer than
+    ``MIN_SHINGLES`` shingles (``shingles``: counts, when known) keeps one key, of its whole signature: it
+    matches texts with the same shingles (re-cased, re-punctuated), not merely similar ones."""
     sigs = np.ascontiguousarray(sigs)
     halves = sigs.reshape(len(sigs), BANDS, ROWS).view(np.uint64)  # 8 bins x 16 bits = 2 words a band
     band = np.arange(BANDS, dtype=np.uint64)
     keys = _mix(halves[..., 0] ^ _mix(halves[..., 1] + band))
+    if shingles is not None and (short := shingles < MIN_SHINGLES).any():
+        keys[short, 0] = _mix(keys[short].view(np.uint64).sum(axis=1, dtype=np.uint64))
+        keys[short, 1:] = 0
     keys[(sigs == 0xFFFF).all(axis=1)] = 0
     return np.ascontiguousarray(keys.T)
 
@@ -153,10 +164,11 @@ class Signatures:
         self.starts = np.cumsum([0] + [len(sigs) for sigs, _ in parts])
 
     @classmethod
-    def of(cls, sigs: np.ndarray, texts: Sequence[str] | None = None, ngram: int = 3) -> Signatures:
-        """In-memory signatures; with ``texts`` (the documents, in order) candidates are verified exactly."""
-        lookup = (lambda index: [texts[i] for i in index.tolist()]) if texts is not None else None
-        return cls([(sigs, band_keys(sigs))] if len(sigs) else [], lookup, ngram)
+    def of(cls, texts: Sequence[str], ngram: int = 3, keep_texts: bool = True) -> Signatures:
+        """In memory, from the texts; with ``keep_texts`` candidates are verified exactly."""
+        sigs, shingles = signatures(texts, ngram, counts=True)
+        lookup = (lambda index: [texts[i] for i in index.tolist()]) if keep_texts else None
+        return cls([(sigs, band_keys(sigs, shingles))] if len(sigs) else [], lookup, ngram)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -164,12 +176,19 @@ class Signatures:
     def band(self, j: int) -> np.ndarray:
         return np.concatenate([bands[j] for _, bands in self.parts]) if self.parts else np.zeros(0, np.uint64)
 
-    def rows(self, index: np.ndarray) -> np.ndarray:
-        out = np.empty((len(index), BINS), np.uint16)
+    def rows(self, index: np.ndarray, bands: bool = False) -> np.ndarray:
+        """Signatures of documents ``index`` (``bands``: their band keys, ``(BANDS, len(index))``)."""
+        out = np.empty((BANDS, len(index)), np.uint64) if bands else np.empty((len(index), BINS), np.uint16)
         part = np.searchsorted(self.starts, index, side="right") - 1
-        for p in np.unique(part):
-            mine = part == p
-            out[mine] = self.parts[p][0][index[mine] - self.starts[p]]
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(len(self.parts) + 1))
+        for p in np.flatnonzero(np.diff(bounds)):
+            mine = order[bounds[p] : bounds[p + 1]]
+            local = index[mine] - self.starts[p]
+            if bands:
+                out[:, mine] = self.parts[p][1][:, local]
+            else:
+                out[mine] = self.parts[p][0][local]
         return out
 
 
@@ -188,6 +207,7 @@ def jaccard(a: str, b: str, ngram: int = 3) -> float:
     return len(x & y) / len(x | y) if x and y else 0.0
 
 
+_BLOCK = 500_000  # candidate pairs verified at a time
 _MARGIN = 0.2  # with the texts at hand, signatures only pre-filter: exact similarity decides
 
 
@@ -197,10 +217,12 @@ def _verify(a: Signatures, rows_a: np.ndarray, b: Signatures, rows_b: np.ndarray
     if not len(rows_a):
         return np.zeros(0, bool)
     exact = a.texts is not None and b.texts is not None
-    close = similarity(a.rows(rows_a), b.rows(rows_b)) >= threshold - (_MARGIN if exact else 0.0)
-    if exact and close.any():
-        pairs = zip(a.texts(rows_a[close]), b.texts(rows_b[close]), strict=True)
-        close[close] = [jaccard(x, y, a.ngram) >= threshold for x, y in pairs]
+    estimate = similarity(a.rows(rows_a), b.rows(rows_b))
+    close = estimate >= threshold - (_MARGIN if exact else 0.0)
+    check = close & (estimate < 1.0)  # all 128 bins equal: the same shingles, no need to look
+    if exact and check.any():
+        pairs = zip(a.texts(rows_a[check]), b.texts(rows_b[check]), strict=True)
+        close[check] = [jaccard(x, y, a.ngram) >= threshold for x, y in pairs]
     return close
 
 
@@ -228,9 +250,16 @@ def near_pairs(store: Signatures, threshold: float, rows: np.ndarray | None = No
     if len(rows) < 2:
         return np.zeros((0, 2), np.int64)
     pairs = np.concatenate([_pairs_in_band(store.band(j)[rows], rows) for j in range(BANDS)])
-    codes = np.unique(pairs[:, 0].astype(np.int64) * len(store) + pairs[:, 1])  # each pair once
+    codes = np.sort(pairs[:, 0].astype(np.int64) * len(store) + pairs[:, 1])  # each pair once (a sort:
+    codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])]  # numpy's hashed unique is slower here)
     pairs = np.stack([codes // len(store), codes % len(store)], axis=1)
-    return pairs[_verify(store, pairs[:, 0], store, pairs[:, 1], threshold)]
+    keep = np.concatenate(  # in blocks: each pair reads two signatures (512 bytes)
+        [
+            _verify(store, block[:, 0], store, block[:, 1], threshold)
+            for block in np.split(pairs, range(_BLOCK, len(pairs), _BLOCK))
+        ]
+    )
+    return pairs[keep]
 
 
 def within(store: Signatures, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:

@@ -87,7 +87,8 @@ class State:
         if not ngram or target.exists() or not corpus.shards():
             return
         store = Signatures([shard_signatures(s, ngram) for s in corpus.shards()])
-        save_signatures(target, store.rows(corpus.keep()[corpus.split_index("train")]))
+        train = corpus.keep()[corpus.split_index("train")]
+        save_signatures(target, store.rows(train), store.rows(train, bands=True))
 
     # -- frozen eval slices
     @property

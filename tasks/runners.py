@@ -83,6 +83,34 @@ def data_workers() -> Iterator[None]:
 
 
 @contextmanager
+def _worker_env(kind: str) -> Iterator[None]:
+    """The environment worker processes start with (they copy it when they start or take their first task).
+    They report their task runs to this flow's Prefect API: without ``PREFECT_API_URL`` the flow talks to a
+    temporary server the workers would not know of (each would start its own, seconds apiece, and record its
+    task runs there). And each tokenizes on one thread: the processes are the parallelism (two workers of
+    two Rust threads on two cores only contend)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    if kind == "thread":
+        yield
+        return
+    wanted = {"TOKENIZERS_PARALLELISM": "false"}
+    if not PREFECT_API_URL.value():
+        wanted["PREFECT_API_URL"] = str(get_client(sync_client=True).api_url).rstrip("/")
+    previous = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def _runner(kind: str, data: DataConfig) -> Iterator[TaskRunner]:
     """The open pool of this ``data_workers`` block, or one for this map only; a pool whose worker died is
     dropped (a broken process pool takes no more work)."""
@@ -114,7 +142,7 @@ def map_units(task: Task[..., T], items: list[Any], kind: str, data: DataConfig,
             break
         broken: list[int] = []
         try:
-            with StopRequest() as stop, _runner(kind, data) as runner:
+            with StopRequest() as stop, _worker_env(kind), _runner(kind, data) as runner:
                 mapped = {"item": [items[i] for i in todo], **{k: unmapped(v) for k, v in common.items()}}
                 for i, future in zip(todo, runner.map(task, mapped), strict=True):
                     try:
