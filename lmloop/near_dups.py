@@ -251,7 +251,7 @@ def near_pairs(store: Signatures, threshold: float, rows: np.ndarray | None = No
         return np.zeros((0, 2), np.int64)
     pairs = np.concatenate([_pairs_in_band(store.band(j)[rows], rows) for j in range(BANDS)])
     codes = np.sort(pairs[:, 0].astype(np.int64) * len(store) + pairs[:, 1])  # each pair once (a sort:
-    codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])]  # numpy's hashed unique is slower here)
+    codes = codes[np.concatenate([codes[:1] == codes[:1], codes[1:] != codes[:-1]])]  # hashed unique: slower)
     pairs = np.stack([codes // len(store), codes % len(store)], axis=1)
     keep = np.concatenate(  # in blocks: each pair reads two signatures (512 bytes)
         [
