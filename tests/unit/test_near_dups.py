@@ -111,3 +111,24 @@ def test_near_copies_of_documents_already_trained_on_are_dropped(tmp_path: Path)
     )
     summary = stages.validate(second, data=data, validation=VALID, quarantine=tmp_path / "q", state=state).validation
     assert summary["near_duplicates_removed"] == 8 and summary["rows"] == 20
+
+
+def test_an_unchanged_rerun_reuses_the_gate_decision(tmp_path: Path, monkeypatch) -> None:
+    from lmloop import data as data_module
+
+    home, calls = settings.home(), []
+    decide = data_module._decide
+    monkeypatch.setattr(data_module, "_decide", lambda *a: calls.append(1) or decide(*a))
+    source = _write(tmp_path / "raw", "a.jsonl", _docs(30, seed=7) + [_edit(t, 1, seed=0) for t in _docs(3, seed=7)])
+    data = DataConfig()
+
+    def gate(out: str, config: DataConfig = data) -> dict:
+        ingested = stages.ingest([source], data=config, validation=VALID, shards=home.cache / "s", out=tmp_path / out)
+        state = State(tmp_path / "st")
+        return stages.validate(
+            ingested, data=config, validation=VALID, quarantine=tmp_path / "q", state=state
+        ).validation
+
+    first, again = gate("one"), gate("two")
+    assert len(calls) == 1 and first == again, "the same shards, eval set, history and settings: decided once"
+    assert gate("three", DataConfig(near_dup_threshold=0.9))["rows"] == first["rows"] and len(calls) == 2
