@@ -194,10 +194,12 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
         _shot(driver, f"{mlflow}/#/models/{name}/versions/{version}", ["Gate: challenger", "95% CI"], "mlflow-version")
         run_page = f"{mlflow}/#/experiments/{experiment}/runs/{trained['run_id']}"
         _shot(driver, run_page, ["train"], "mlflow-run")
-        tag = next(
-            e for e in driver.find_elements(By.XPATH, "//*[normalize-space(text())='train']") if e.is_displayed()
-        )
-        tag.click()
+
+        def train_tag(d):  # noqa: ANN001, ANN202  (the dataset's tag renders after the page text)
+            shown = [e for e in d.find_elements(By.XPATH, "//*[normalize-space(text())='train']") if e.is_displayed()]
+            return shown[0] if shown else False
+
+        WebDriverWait(driver, 60).until(train_tag).click()
         _shot(driver, None, ["Data details", "rows:", "doc_id"], "mlflow-dataset")
         _shot(driver, f"{prefect}/runs", ["training", "continual"], "prefect-runs")
     finally:
