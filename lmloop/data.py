@@ -121,20 +121,26 @@ def _bands_path(target: Path) -> Path:
     return target.with_name(target.name.removesuffix(".npy") + ".bands.npy")
 
 
+def _write_atomic(path: Path, write: Any) -> None:
+    """``write(file)`` into a private temporary file beside ``path``, then one rename: readers see the whole
+    file or none, and concurrent writers never share a temporary file."""
+    from lmloop.files import private_tmp
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = private_tmp(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_signatures(target: Path, sigs: np.ndarray, bands: np.ndarray) -> None:
     """``target`` (signatures) and its band keys beside it, each atomically; the band keys first, so a
     signatures file always has its bands."""
-    from lmloop.files import private_tmp
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for path, array in ((_bands_path(target), bands), (target, sigs)):
-        tmp = private_tmp(path)
-        try:
-            with tmp.open("wb") as f:
-                np.save(f, array)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    _write_atomic(_bands_path(target), lambda f: np.save(f, bands))
+    _write_atomic(target, lambda f: np.save(f, sigs))
 
 
 def load_signatures(target: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -270,16 +276,7 @@ def _cached_decision(
         with np.load(path) as cached:
             return dict(cached)
     decision = _decide(accepted, frozen, data, trained)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from lmloop.files import private_tmp
-
-    tmp = private_tmp(path)
-    try:
-        with tmp.open("wb") as f:
-            np.savez(f, **decision)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomic(path, lambda f: np.savez(f, **decision))
     return decision
 
 
