@@ -1,7 +1,14 @@
-"""Fine-tuning a sequence classifier the way classification wants it: epochs over the labelled texts,
-length-bucketed batches padded only to their own longest text (short texts waste no compute), a
-class-weighted loss for skewed classes, validation macro-F1 after each epoch, early stopping, and the best
-epoch's weights kept. Pooling is the backbone's own: the last non-pad token of a causal model."""
+"""Fine-tuning a sequence classifier the way classification wants it.
+
+1. Task-adaptive pretraining (:func:`adapt`): causal-LM training continues on the training texts themselves
+   (labels unused) before any head exists, so the backbone knows the task's words.
+2. :func:`fit`: epochs over the labelled texts in length-bucketed batches padded only to their own longest
+   text (short texts waste no compute), a class-weighted loss for skewed classes, the language-modelling loss
+   kept on as an auxiliary objective (GPT-1's recipe: it regularises a small labelled set), validation
+   macro-F1 after each epoch, early stopping, and the best epoch's weights kept.
+
+Pooling is the backbone's own: the last non-pad token of a causal model, so the registered classifier loads
+and predicts with plain transformers."""
 
 from __future__ import annotations
 
@@ -10,10 +17,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
@@ -70,6 +79,72 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Te
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def adapt(
+    backbone_dir: str,
+    texts: Encoded,
+    eos_id: int,
+    block_size: int,
+    cfg: FinetuneConfig,
+    out: Path,
+    log: Callable[[dict[str, float], int], None] | None = None,
+) -> tuple[str, int]:
+    """Task-adaptive pretraining: ``cfg.tapt_epochs`` passes of causal-LM training over ``texts`` (each text
+    after an end-of-text token, packed into ``block_size`` blocks as in pretraining), saved to ``out``.
+    Returns the folder to build the classifier from and the optimizer steps taken."""
+    if cfg.tapt_epochs == 0 or not len(texts):
+        return backbone_dir, 0
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    stream = np.fromiter((t for row in texts.ids for t in (eos_id, *row)), dtype=np.int64)
+    width = min(block_size, len(stream))
+    blocks = torch.from_numpy(stream[: len(stream) // width * width].reshape(-1, width))
+    model = AutoModelForCausalLM.from_pretrained(backbone_dir)
+    model.train()
+    per_epoch = math.ceil(len(blocks) / cfg.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.tapt_learning_rate, weight_decay=cfg.weight_decay)
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, max(1, per_epoch * cfg.tapt_epochs // 10), per_epoch * cfg.tapt_epochs
+    )
+    step = 0
+    with StopRequest() as stop:
+        for epoch in range(cfg.tapt_epochs):
+            total = 0.0
+            for index in torch.randperm(len(blocks)).split(cfg.batch_size):
+                batch = blocks[index]
+                loss = model(input_ids=batch, labels=batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                total, step = total + loss.item(), step + 1
+                stop.check(f"in task-adaptive pretraining, epoch {epoch + 1} (a classifier is not resumed: rerun it)")
+            if log is not None:
+                log({"tapt_loss": total / per_epoch}, step)
+    model.save_pretrained(str(out))
+    return str(out), step
+
+
+def _logits(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], lm_weight: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class logits and, with ``lm_weight``, the next-token loss on the same forward pass (the output
+    embedding is the input one: lmloop's models tie them). Pooling as the model's own forward does it: the
+    last token of each right-padded text."""
+    if lm_weight == 0:
+        return model(**batch).logits, None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: the wrapped model
+    hidden = getattr(base, base.base_model_prefix)(**batch).last_hidden_state
+    mask = batch["attention_mask"]
+    logits = base.score(hidden[torch.arange(len(mask)), mask.sum(1) - 1])
+    if hidden.shape[1] < 2:
+        return logits, None
+    lm = hidden[:, :-1] @ base.get_input_embeddings().weight.T
+    target = batch["input_ids"][:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    return logits, F.cross_entropy(lm.reshape(-1, lm.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+
 def class_weights(labels: np.ndarray, classes: int) -> torch.Tensor:
     """Inverse square-root frequency, mean 1: rare classes count more without swamping the loss."""
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
@@ -109,6 +184,7 @@ def fit(
     classes: int,
     pad_id: int,
     log: Callable[[dict[str, float], int], None] | None = None,
+    first_step: int = 0,
 ) -> dict[str, Any]:
     """Train for up to ``cfg.epochs`` epochs, keep the epoch with the best validation macro-F1 (the last one
     when there is no validation split). Returns the history and the summary figures."""
@@ -124,27 +200,35 @@ def fit(
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps_per_epoch // 10), steps_per_epoch * cfg.epochs)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes))
     history: list[dict[str, float]] = []
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    lm_weight = cfg.classifier_lm_weight if tied else 0.0  # an untied output embedding is not in the classifier
     best_state, step, start, tokens = None, 0, time.perf_counter(), 0
     with StopRequest() as stop:
         for epoch in range(cfg.epochs):
             model.train()
-            total = 0.0
+            total = lm_total = 0.0
             for index in buckets(lengths, cfg.batch_size, rng):
                 batch = collate(train, index, pad_id)
-                loss = loss_fn(model(**batch).logits, torch.from_numpy(train.labels[index]))
+                logits, lm_loss = _logits(model, batch, lm_weight)
+                loss = loss_fn(logits, torch.from_numpy(train.labels[index]))
+                total += loss.item()
+                if lm_loss is not None:
+                    lm_total += lm_loss.item()
+                    loss = loss + lm_weight * lm_loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                total, step, tokens = total + loss.item(), step + 1, tokens + int(batch["attention_mask"].sum())
+                step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
                 stop.check(f"at epoch {epoch + 1}, step {step} (a classifier is not resumed: rerun it)")
             val = scores(validation.labels, predict(model, validation, pad_id)) if len(validation) else {}
-            history.append(
-                {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, **{f"val_{k}": v for k, v in val.items()}}
-            )
+            losses = {"train_loss": total / steps_per_epoch}  # the classification loss alone
+            if lm_weight:
+                losses["train_lm_loss"] = lm_total / steps_per_epoch
+            history.append({"epoch": epoch + 1, **losses, **{f"val_{k}": v for k, v in val.items()}})
             if log is not None:
-                log({k: v for k, v in history[-1].items() if k != "epoch"}, step)
+                log({k: v for k, v in history[-1].items() if k != "epoch"}, first_step + step)
             best, stop_now = best_epoch([h.get("val_macro_f1", h["epoch"]) for h in history], cfg.patience)
             if best == epoch:
                 best_state = copy.deepcopy(model.state_dict())

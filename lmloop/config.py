@@ -183,6 +183,19 @@ class FinetuneConfig(TrainConfig):
         description="Classification: peak learning rate (linear warm-up over the first epoch's "
         "first tenth, linear decay).",
     )
+    tapt_epochs: int = Field(
+        10,
+        ge=0,
+        description="Classification: task-adaptive pretraining, passes of causal-LM training over the training "
+        "texts (labels unused) before the classification head is trained; 0 turns it off.",
+    )
+    tapt_learning_rate: float = Field(1e-3, gt=0.0, description="Classification: peak learning rate of that step.")
+    classifier_lm_weight: float = Field(
+        0.5,
+        ge=0.0,
+        description="Classification: weight of the language-modelling loss kept on beside the classification "
+        "loss while the head trains (regularises small labelled sets); 0 turns it off.",
+    )
 
 
 class EvalConfig(_Frozen):

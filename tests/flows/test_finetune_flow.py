@@ -18,6 +18,7 @@ STEPS = {
         "checkpoint_every": 30,
         "batch_size": 8,
         "epochs": 2,
+        "tapt_epochs": 1,
     }
 }
 
@@ -147,3 +148,58 @@ def test_a_worse_classifier_keeps_the_champion_classifier(
     assert tracking.alias_version(name, "champion") == good["model_version"]
     tags = tracking.client().get_model_version(name, bad["model_version"]).tags
     assert float(tags["gate.accuracy_difference_ci95_high"]) < 0
+
+
+def _man_page_rows() -> list[dict[str, str]]:
+    """The benchmark's real labelled set (manual pages' NAME lines by section), built the same way."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "man_pages.py"
+    spec = importlib.util.spec_from_file_location("man_pages", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(), module.split_of
+
+
+def test_a_classifier_learns_real_text_and_is_scored_on_the_teams_test_file(
+    trained: dict, tiny_config: PipelineConfig, tmp_path: Path
+) -> None:
+    """Smoke on real text nobody here wrote (the installed manual pages, as in benchmarks/classify_real.py):
+    task-adaptive pretraining, the auxiliary LM loss, epochs with early stopping and a team's own test file,
+    on the session's tiny champion. It must learn more than the majority class."""
+    from collections import Counter
+
+    from flows.finetune import finetune_flow
+
+    rows, split_of = _man_page_rows()
+    if len(rows) < 2000:
+        pytest.skip("needs the installed manual pages (/usr/share/man)")
+    per_class = Counter()
+    sample = []
+    for row in rows[::3]:  # at most 150 descriptions per section: 6 classes, not 78% one of them
+        if per_class[row["label"]] < 150:
+            per_class[row["label"]] += 1
+            sample.append(row)
+    train, test = tmp_path / "labelled.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in sample if split_of(r["text"]) != "test"))
+    held = [r for r in sample if split_of(r["text"]) == "test"]
+    test.write_text("".join(json.dumps(r) + "\n" for r in held))
+    cfg = _config(tiny_config)
+    cfg = cfg.model_copy(
+        update={
+            "finetune": cfg.finetune.model_copy(update={"epochs": 8, "patience": 8, "classifier_learning_rate": 2e-3})
+        }
+    )
+    out = finetune_flow(
+        task="classification", config=cfg, data=[str(train)], test_data=[str(test)], run_name="classifier-real-text"
+    )
+    metrics = out["metrics"]
+    majority = max(Counter(r["label"] for r in held).values()) / len(held)
+    assert metrics["test_documents"] == len(held), "scored on exactly the team's rows"
+    assert metrics["tapt_steps"] > 0 and metrics["best_epoch"] <= metrics["epochs_run"] <= 8
+    assert metrics["accuracy"] > majority + 0.1, (metrics, majority)
+    assert metrics["baseline_accuracy"] > majority + 0.1 and metrics["baseline_c"] in (1.0, 4.0, 16.0, 64.0)
+    tapt = tracking.client().get_metric_history(out["run_id"], "tapt_loss")
+    assert len(tapt) == 1 and tapt[0].value > 0, "one TAPT epoch, its LM loss logged"
+    lm = tracking.client().get_metric_history(out["run_id"], "train_lm_loss")
+    assert min(m.step for m in lm) > tapt[0].step, "the classifier's curves continue after TAPT's steps"

@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from lmloop.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
 from lmloop.evaluate import DocScores, slice_metrics
@@ -20,8 +23,10 @@ def test_tfidf_baseline_learns_separable_topics() -> None:
     }
     data = list(zip(rows["text"], rows["label"], strict=True))
     labels = label_map(rows["label"])
-    pred = tfidf_baseline(data, data, labels)
-    assert (pred == np.array([labels[x] for x in rows["label"]])).mean() == 1.0
+    pred, c = tfidf_baseline(data, data, labels)
+    assert (pred == np.array([labels[x] for x in rows["label"]])).mean() == 1.0 and c == 4.0
+    _, chosen = tfidf_baseline(data, data, labels, validation=data)
+    assert chosen == 1.0, "with a validation split C comes from the grid; a tie goes to the strongest regularisation"
 
 
 def test_linear_probe_separates_informative_features_and_not_noise() -> None:
@@ -124,3 +129,49 @@ def test_paired_bootstrap_ci_of_the_accuracy_difference() -> None:
     low, high = accuracy_difference_ci(y, better, worse)
     assert 0.13 < low < 0.2 < high < 0.27
     assert accuracy_difference_ci(y, worse, worse) == (0.0, 0.0)
+
+
+def _tiny_backbone(path: Path) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(str(path))
+    return str(path)
+
+
+def test_training_pools_like_the_registered_model_predicts(tmp_path: Path) -> None:
+    """The auxiliary-LM forward pools the classifier's logits itself: they must be the model's own (last
+    non-pad token of right-padded texts), or training and prediction would look at different tokens."""
+    from lmloop.classifier_training import Encoded, _logits, collate
+    from lmloop.classify import build_classifier
+
+    model = build_classifier(_tiny_backbone(tmp_path / "lm"), {"a": 0, "b": 1}, 0, lora=False).eval()
+    batch = collate(Encoded([[5, 6, 7], [8], [9, 10]], np.zeros(3, dtype=np.int64)), np.arange(3), 0)
+    pooled, lm_loss = _logits(model, batch, 0.5)
+    assert torch.allclose(pooled, model(**batch).logits, atol=1e-6)
+    assert lm_loss is not None and lm_loss.item() > 0
+    assert _logits(model, batch, 0.0)[1] is None
+
+
+def test_task_adaptive_pretraining_lowers_the_lm_loss_on_the_task_texts(tmp_path: Path) -> None:
+    from lmloop.classifier_training import Encoded, adapt
+    from lmloop.config import FinetuneConfig
+
+    texts = Encoded([[3, 4, 5, 6, 7]] * 40 + [[9, 8, 7]] * 40, np.zeros(80, dtype=np.int64))
+    base = _tiny_backbone(tmp_path / "lm")
+    logged: list[float] = []
+    cfg = FinetuneConfig(tapt_epochs=4, tapt_learning_rate=1e-2, batch_size=4)
+    out, steps = adapt(base, texts, 0, 16, cfg, tmp_path / "adapted", lambda m, s: logged.append(m["tapt_loss"]))
+    assert out == str(tmp_path / "adapted") and steps > 0 and len(logged) == 4
+    assert logged[-1] < logged[0] * 0.7, logged
+    assert adapt(base, texts, 0, 16, cfg.model_copy(update={"tapt_epochs": 0}), tmp_path / "x", None) == (base, 0)
