@@ -132,19 +132,14 @@ def tfidf_baseline(
     x_train = features.fit_transform([t for t, _ in train_rows])
     y_train = [y for _, y in train_rows]
 
-    def fitted(c: float) -> LogisticRegression:
-        return LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train)
-
     held = [(t, labels[lab]) for t, lab in validation or [] if lab in labels]
+    grid = BASELINE_C_GRID if held else (4.0,)
+    models = {c: LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train) for c in grid}
     best = 4.0
     if held:
-        x_val = features.transform([t for t, _ in held])
-        y_val = [y for _, y in held]
-        best = max(
-            BASELINE_C_GRID,
-            key=lambda c: f1_score(y_val, fitted(c).predict(x_val), average="macro", zero_division=0),
-        )
-    return fitted(best).predict(features.transform([t for t, lab in test if lab in labels])), float(best)
+        x_val, y_val = features.transform([t for t, _ in held]), [y for _, y in held]
+        best = max(grid, key=lambda c: f1_score(y_val, models[c].predict(x_val), average="macro", zero_division=0))
+    return models[best].predict(features.transform([t for t, lab in test if lab in labels])), float(best)
 
 
 def accuracy_difference_ci(
