@@ -79,6 +79,25 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Te
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def _stepper(
+    model: torch.nn.Module, lr: float, cfg: FinetuneConfig, warmup: int, total: int
+) -> Callable[[torch.Tensor], None]:
+    """AdamW with ``warmup`` steps of linear warm-up, then linear decay to ``total``; the function it returns
+    takes one clipped optimizer step on a loss. TAPT and the head train with the same mechanics."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, warmup), total)
+
+    def step(loss: torch.Tensor) -> None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def adapt(
     backbone_dir: str,
     texts: Encoded,
@@ -102,10 +121,8 @@ def adapt(
     model = AutoModelForCausalLM.from_pretrained(backbone_dir)
     model.train()
     per_epoch = math.ceil(len(blocks) / cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.tapt_learning_rate, weight_decay=cfg.weight_decay)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, max(1, per_epoch * cfg.tapt_epochs // 10), per_epoch * cfg.tapt_epochs
-    )
+    planned = per_epoch * cfg.tapt_epochs
+    optimize = _stepper(model, cfg.tapt_learning_rate, cfg, planned // 10, planned)
     step = 0
     with StopRequest() as stop:
         for epoch in range(cfg.tapt_epochs):
@@ -113,11 +130,7 @@ def adapt(
             for index in torch.randperm(len(blocks)).split(cfg.batch_size):
                 batch = blocks[index]
                 loss = model(input_ids=batch, labels=batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimize(loss)
                 total, step = total + loss.item(), step + 1
                 stop.check(f"in task-adaptive pretraining, epoch {epoch + 1} (a classifier is not resumed: rerun it)")
             if log is not None:
@@ -192,12 +205,7 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(r) for r in train.ids])
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=cfg.classifier_learning_rate,
-        weight_decay=cfg.weight_decay,
-    )
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps_per_epoch // 10), steps_per_epoch * cfg.epochs)
+    optimize = _stepper(model, cfg.classifier_learning_rate, cfg, steps_per_epoch // 10, steps_per_epoch * cfg.epochs)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes))
     history: list[dict[str, float]] = []
     tied = getattr(model.config, "tie_word_embeddings", False)
@@ -215,11 +223,7 @@ def fit(
                 if lm_loss is not None:
                     lm_total += lm_loss.item()
                     loss = loss + lm_weight * lm_loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimize(loss)
                 step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
                 stop.check(f"at epoch {epoch + 1}, step {step} (a classifier is not resumed: rerun it)")
             val = scores(validation.labels, predict(model, validation, pad_id)) if len(validation) else {}

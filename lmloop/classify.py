@@ -111,15 +111,6 @@ Rows = list[tuple[str, str]]
 BASELINE_C_GRID = (1.0, 4.0, 16.0, 64.0)
 
 
-def _tfidf_features() -> Any:
-    from sklearn.pipeline import make_union
-
-    return make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
-    )
-
-
 def tfidf_baseline(
     train: Rows, test: Rows, labels: dict[str, int], validation: Rows | None = None
 ) -> tuple[np.ndarray, float]:
@@ -128,7 +119,12 @@ def tfidf_baseline(
     there is none). Returns the predictions for ``test``'s rows whose label is known (the rows the classifier
     is scored on) and the C used. A classifier is only crowned when it beats this."""
     train_rows = [(t, labels[lab]) for t, lab in train if lab in labels]
-    features = _tfidf_features()
+    from sklearn.pipeline import make_union
+
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
+    )
     x_train = features.fit_transform([t for t, _ in train_rows])
     y_train = [y for _, y in train_rows]
 
