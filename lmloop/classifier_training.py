@@ -67,7 +67,17 @@ def buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | Non
     return out
 
 
-def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+def device_for(cfg: FinetuneConfig) -> torch.device:
+    """The GPU when there is one (``train.device``: auto/cpu/cuda, as for the LM stages), else the CPU."""
+    from lmloop.mechanics import make_accelerator
+
+    return make_accelerator(cfg).device
+
+
+CPU = torch.device("cpu")
+
+
+def collate(data: Encoded, index: np.ndarray, pad_id: int, device: torch.device = CPU) -> dict[str, torch.Tensor]:
     """Right-padded to the batch's own longest text."""
     rows = [data.ids[i] for i in index]
     width = max(len(r) for r in rows)
@@ -76,7 +86,7 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Te
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
 def _stepper(
@@ -118,7 +128,8 @@ def adapt(
     stream = np.fromiter((t for row in texts.ids for t in (eos_id, *row)), dtype=np.int64)
     width = min(block_size, len(stream))
     blocks = torch.from_numpy(stream[: len(stream) // width * width].reshape(-1, width))
-    model = AutoModelForCausalLM.from_pretrained(backbone_dir)
+    device = device_for(cfg)
+    model = AutoModelForCausalLM.from_pretrained(backbone_dir).to(device)
     model.train()
     per_epoch = math.ceil(len(blocks) / cfg.batch_size)
     planned = per_epoch * cfg.tapt_epochs
@@ -128,7 +139,7 @@ def adapt(
         for epoch in range(cfg.tapt_epochs):
             total = 0.0
             for index in torch.randperm(len(blocks)).split(cfg.batch_size):
-                batch = blocks[index]
+                batch = blocks[index].to(device)
                 loss = model(input_ids=batch, labels=batch).loss
                 optimize(loss)
                 total, step = total + loss.item(), step + 1
@@ -150,7 +161,7 @@ def _logits(
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: the wrapped model
     hidden = getattr(base, base.base_model_prefix)(**batch).last_hidden_state
     mask = batch["attention_mask"]
-    logits = base.score(hidden[torch.arange(len(mask)), mask.sum(1) - 1])
+    logits = base.score(hidden[torch.arange(len(mask), device=mask.device), mask.sum(1) - 1])
     if hidden.shape[1] < 2:
         return logits, None
     lm = hidden[:, :-1] @ base.get_input_embeddings().weight.T
@@ -175,10 +186,11 @@ def best_epoch(scores: list[float], patience: int) -> tuple[int, bool]:
 @torch.inference_mode()
 def predict(model: PreTrainedModel, data: Encoded, pad_id: int, batch_size: int = 64) -> np.ndarray:
     model.eval()
+    device = next(model.parameters()).device
     out = np.zeros(len(data), dtype=np.int64)
     lengths = np.array([len(r) for r in data.ids])
     for index in buckets(lengths, batch_size):
-        out[index] = model(**collate(data, index, pad_id)).logits.argmax(-1).numpy()
+        out[index] = model(**collate(data, index, pad_id, device)).logits.argmax(-1).cpu().numpy()
     return out
 
 
@@ -202,11 +214,13 @@ def fit(
     """Train for up to ``cfg.epochs`` epochs, keep the epoch with the best validation macro-F1 (the last one
     when there is no validation split). Returns the history and the summary figures."""
     torch.manual_seed(cfg.seed)
+    device = device_for(cfg)
+    model.to(device)
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(r) for r in train.ids])
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     optimize = _stepper(model, cfg.classifier_learning_rate, cfg, steps_per_epoch // 10, steps_per_epoch * cfg.epochs)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes).to(device))
     history: list[dict[str, float]] = []
     tied = getattr(model.config, "tie_word_embeddings", False)
     lm_weight = cfg.classifier_lm_weight if tied else 0.0  # an untied output embedding is not in the classifier
@@ -216,9 +230,9 @@ def fit(
             model.train()
             total = lm_total = 0.0
             for index in buckets(lengths, cfg.batch_size, rng):
-                batch = collate(train, index, pad_id)
+                batch = collate(train, index, pad_id, device)
                 logits, lm_loss = _logits(model, batch, lm_weight)
-                loss = loss_fn(logits, torch.from_numpy(train.labels[index]))
+                loss = loss_fn(logits, torch.from_numpy(train.labels[index]).to(device))
                 total += loss.item()
                 if lm_loss is not None:
                     lm_total += lm_loss.item()

@@ -224,8 +224,13 @@ def train_classifier(
     known = {name: [(t, lab) for t, lab in rows if lab in labels] for name, rows in splits.items()}
     lengths = [len(ids) for ids in tokenizer([t for t, _ in known["train"]], add_special_tokens=False)["input_ids"]]
     limit = max_length_for(lengths, base.model.block_size)
-    encoded = {
-        name: encode([t for t, _ in rows], [labels[lab] for _, lab in rows], tokenizer, limit)
+    encoded = {  # training rows cut at the data's length; the others scored as served (whole context)
+        name: encode(
+            [t for t, _ in rows],
+            [labels[lab] for _, lab in rows],
+            tokenizer,
+            limit if name == "train" else base.model.block_size,
+        )
         for name, rows in known.items()
     }
     set_seed(train_cfg.seed)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from lmloop import tracking
@@ -199,6 +200,14 @@ def test_a_classifier_learns_real_text_and_is_scored_on_the_teams_test_file(
     assert metrics["tapt_steps"] > 0 and metrics["best_epoch"] <= metrics["epochs_run"] <= 8
     assert metrics["accuracy"] > majority + 0.1, (metrics, majority)
     assert metrics["baseline_accuracy"] > majority + 0.1 and metrics["baseline_c"] in (1.0, 4.0, 16.0, 64.0)
+    from lmloop.classifier_gate import predict_labels
+
+    model_dir = str(Path(out["work_dir"]) / "classifier")
+    scored = [json.loads(line) for line in (Path(out["work_dir"]) / "classifier_test_rows.jsonl").open()]
+    served = predict_labels(model_dir, model_dir, [r["text"] for r in scored])
+    assert np.mean(served == np.array([r["label"] for r in scored])) == pytest.approx(metrics["accuracy"]), (
+        "the reported accuracy is what the registered model scores when it is served (the gate's prediction)"
+    )
     tapt = tracking.client().get_metric_history(out["run_id"], "tapt_loss")
     assert len(tapt) == 1 and tapt[0].value > 0, "one TAPT epoch, its LM loss logged"
     lm = tracking.client().get_metric_history(out["run_id"], "train_lm_loss")

@@ -175,3 +175,32 @@ def test_task_adaptive_pretraining_lowers_the_lm_loss_on_the_task_texts(tmp_path
     assert out == str(tmp_path / "adapted") and steps > 0 and len(logged) == 4
     assert logged[-1] < logged[0] * 0.7, logged
     assert adapt(base, texts, 0, 16, cfg.model_copy(update={"tapt_epochs": 0}), tmp_path / "x", None) == (base, 0)
+
+
+def test_the_classifier_trains_where_the_config_says() -> None:
+    """``train.device``: the GPU when there is one (auto), the CPU when asked; asking for CUDA on a machine
+    without it is refused by name."""
+    from lmloop.classifier_training import device_for
+    from lmloop.config import FinetuneConfig
+
+    assert device_for(FinetuneConfig(device="cpu")).type == "cpu"
+    assert device_for(FinetuneConfig()).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="train.device=cuda"):
+            device_for(FinetuneConfig(device="cuda"))
+
+
+def test_tapt_and_the_head_run_on_the_configured_device(tmp_path: Path) -> None:
+    """The whole classifier path on ``device_for``'s device (CUDA on a GPU machine, the CPU here): TAPT, the
+    head with its auxiliary LM loss, and prediction."""
+    from lmloop.classifier_training import Encoded, adapt, device_for, fit, predict
+    from lmloop.classify import build_classifier
+    from lmloop.config import FinetuneConfig
+
+    cfg = FinetuneConfig(tapt_epochs=1, epochs=2, batch_size=4)
+    data = Encoded([[3, 4, 5], [9, 8, 7, 6]] * 8, np.array([0, 1] * 8))
+    backbone, _ = adapt(_tiny_backbone(tmp_path / "lm"), data, 0, 16, cfg, tmp_path / "adapted")
+    model = build_classifier(backbone, {"a": 0, "b": 1}, 0, lora=False)
+    summary = fit(model, data, data, cfg, 2, 0)
+    assert next(model.parameters()).device.type == device_for(cfg).type
+    assert summary["epochs_run"] >= 1 and predict(model, data, 0).shape == (16,)
