@@ -69,6 +69,43 @@ def build(root: Path = Path("/usr/share/man")) -> list[dict[str, str]]:
     return [{"text": t, "label": f"man{next(iter(s))}"} for t, s in sorted(seen.items()) if len(s) == 1]
 
 
+_TEXT_MACROS = re.compile(
+    r"^\.(B|I|BR|IR|RB|BI|IB|RI|SH|SS|TP|IP|Nm|Nd|Fn|Fa|Ar|Fl|Xr|Dv|Er|Pa|Va|Sy|Em|Dq|Ql|Cm|It)\b\s*(.*)"
+)
+_XREF = re.compile(r"\b([\w.:+-]+)\s*\(\d[a-z]*\)")  # "stat(2)": the section number is the label
+
+
+def bodies(root: Path = Path("/usr/share/man"), chars: int = 1000, min_chars: int = 200) -> list[str]:
+    """Unlabelled text to pretrain on: the first ``chars`` characters of each page's text (NAME, SYNOPSIS,
+    the start of DESCRIPTION), troff markup dropped. Pages whose NAME description is in the benchmark's test
+    split are left out entirely, and cross-references lose their section numbers (``stat(2)`` → ``stat``),
+    so no test row and no label reaches pretraining."""
+    out = []
+    for section in SECTIONS:
+        for page in sorted((root / f"man{section}").glob("*.gz")):
+            try:
+                source = gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace")
+            except (OSError, EOFError):
+                continue
+            description = name_description(source)
+            if description and split_of(description) == "test":
+                continue
+            lines = []
+            for line in source.splitlines():
+                if line.startswith((".", "'")):
+                    macro = _TEXT_MACROS.match(line)
+                    if macro is None:
+                        continue
+                    line = macro.group(2).replace('"', "")
+                text = _XREF.sub(r"\1", _clean(line))
+                if text:
+                    lines.append(text)
+            body = "\n".join(lines)[:chars]
+            if len(body) >= min_chars:
+                out.append(body)
+    return out
+
+
 def split_of(text: str, test: float = 0.2, validation: float = 0.1) -> str:
     """The fixed hash split every method uses."""
     # salted: lmloop splits its own input by a content hash too, and must not find its test region empty
