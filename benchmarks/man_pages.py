@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 SECTIONS = ("1", "2", "3", "5", "7", "8")
@@ -54,18 +55,23 @@ def name_description(source: str) -> str | None:
     return None
 
 
-def build(root: Path = Path("/usr/share/man")) -> list[dict[str, str]]:
-    """Deduplicated (text, label) rows; a description found in two sections is dropped (ambiguous)."""
-    seen: dict[str, set[str]] = {}
+def _pages(root: Path) -> Iterator[tuple[str, str]]:
+    """(section, troff source) of every readable page of :data:`SECTIONS`, in a fixed order."""
     for section in SECTIONS:
         for page in sorted((root / f"man{section}").glob("*.gz")):
             try:
-                source = gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace")
+                yield section, gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace")
             except (OSError, EOFError):
                 continue
-            text = name_description(source)
-            if text and len(text) > 3:
-                seen.setdefault(text, set()).add(section)
+
+
+def build(root: Path = Path("/usr/share/man")) -> list[dict[str, str]]:
+    """Deduplicated (text, label) rows; a description found in two sections is dropped (ambiguous)."""
+    seen: dict[str, set[str]] = {}
+    for section, source in _pages(root):
+        text = name_description(source)
+        if text and len(text) > 3:
+            seen.setdefault(text, set()).add(section)
     return [{"text": t, "label": f"man{next(iter(s))}"} for t, s in sorted(seen.items()) if len(s) == 1]
 
 
@@ -81,28 +87,23 @@ def bodies(root: Path = Path("/usr/share/man"), chars: int = 1000, min_chars: in
     split are left out entirely, and cross-references lose their section numbers (``stat(2)`` → ``stat``),
     so no test row and no label reaches pretraining."""
     out = []
-    for section in SECTIONS:
-        for page in sorted((root / f"man{section}").glob("*.gz")):
-            try:
-                source = gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace")
-            except (OSError, EOFError):
-                continue
-            description = name_description(source)
-            if description and split_of(description) == "test":
-                continue
-            lines = []
-            for line in source.splitlines():
-                if line.startswith((".", "'")):
-                    macro = _TEXT_MACROS.match(line)
-                    if macro is None:
-                        continue
-                    line = macro.group(2).replace('"', "")
-                text = _XREF.sub(r"\1", _clean(line))
-                if text:
-                    lines.append(text)
-            body = "\n".join(lines)[:chars]
-            if len(body) >= min_chars:
-                out.append(body)
+    for _, source in _pages(root):
+        description = name_description(source)
+        if description and split_of(description) == "test":
+            continue
+        lines = []
+        for line in source.splitlines():
+            if line.startswith((".", "'")):
+                macro = _TEXT_MACROS.match(line)
+                if macro is None:
+                    continue
+                line = macro.group(2).replace('"', "")
+            text = _XREF.sub(r"\1", _clean(line))
+            if text:
+                lines.append(text)
+        body = "\n".join(lines)[:chars]
+        if len(body) >= min_chars:
+            out.append(body)
     return out
 
 
