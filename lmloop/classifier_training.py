@@ -68,10 +68,11 @@ def buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | Non
 
 
 def device_for(cfg: FinetuneConfig) -> torch.device:
-    """The GPU when there is one (``train.device``: auto/cpu/cuda, as for the LM stages), else the CPU."""
-    from lmloop.mechanics import make_accelerator
+    """The GPU when there is one (``finetune.device``: auto/cpu/cuda, chosen as for the LM stages), else the
+    CPU. A plain device, not an Accelerator: the classifier's loop is single-process."""
+    from lmloop.mechanics import wants_cuda
 
-    return make_accelerator(cfg).device
+    return torch.device("cuda" if wants_cuda(cfg) else "cpu")
 
 
 CPU = torch.device("cpu")

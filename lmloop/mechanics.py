@@ -44,12 +44,19 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def wants_cuda(cfg: TrainConfig) -> bool:
+    """``device``: ``auto`` takes CUDA when there is one, ``cpu`` never, ``cuda`` always (refused by name on a
+    machine without it). The one device choice of every training stage."""
+    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    if cfg.device == "cuda" and not use_cuda:
+        raise RuntimeError("device=cuda was asked for (train/finetune.device) but no CUDA device is available")
+    return use_cuda
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """Device placement and DDP from Accelerate; accumulation and bf16 autocast are the loop's own (one
     clip/step/zero_grad per optimizer step, and no fp32 copy of the logits on every forward)."""
-    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    if cfg.device == "cuda" and not use_cuda:
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
+    use_cuda = wants_cuda(cfg)
     if use_cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -186,7 +186,7 @@ def test_the_classifier_trains_where_the_config_says() -> None:
     assert device_for(FinetuneConfig(device="cpu")).type == "cpu"
     assert device_for(FinetuneConfig()).type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="train.device=cuda"):
+        with pytest.raises(RuntimeError, match="device=cuda"):
             device_for(FinetuneConfig(device="cuda"))
 
 
