@@ -17,6 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_union
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmloop.config import FinetuneConfig
@@ -119,8 +120,6 @@ def tfidf_baseline(
     there is none). Returns the predictions for ``test``'s rows whose label is known (the rows the classifier
     is scored on) and the C used. A classifier is only crowned when it beats this."""
     train_rows = [(t, labels[lab]) for t, lab in train if lab in labels]
-    from sklearn.pipeline import make_union
-
     features = make_union(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
