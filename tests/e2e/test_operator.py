@@ -79,6 +79,26 @@ def test_help_everywhere() -> None:
         assert proc.returncode == 0 and "Usage" in proc.stdout and "--help" in proc.stdout, command
 
 
+def _descendant_commands(pid: int) -> list[str]:
+    """Command lines of every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo += children.get(child, [])
+        try:
+            out.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return out
+
+
 def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: dict, tmp_path: Path) -> None:
     mlflow_port, prefect_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
@@ -104,6 +124,9 @@ def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: d
         model = json.loads(urllib.request.urlopen(api, timeout=10).read())["registered_model"]
         assert {"alias": "champion", "version": trained["model_version"]} in model["aliases"]
         assert urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10).status == 200
+        commands = _descendant_commands(ui.pid)
+        assert any("mlflow" in c for c in commands), commands
+        assert not [c for c in commands if "huey" in c], "MLflow's job runner started: lmloop submits no server jobs"
         lan = _non_loopback_ip()
         for port in (mlflow_port, prefect_port) if lan else ():
             with socket.socket() as s:

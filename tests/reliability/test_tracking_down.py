@@ -23,7 +23,8 @@ NAME = "down-lm"
 def _server(root: Path, port: int) -> subprocess.Popen:
     command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
     command += ["--serve-artifacts", "--artifacts-destination", (root / "artifacts").as_uri()]
-    process = start([*command, "--host", "127.0.0.1", "--port", str(port)], root / "mlflow.log")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no Huey workers: lmloop submits no jobs
+    process = start([*command, "--host", "127.0.0.1", "--port", str(port)], root / "mlflow.log", env)
     wait_http(f"http://127.0.0.1:{port}/health", 120, process)
     return process
 

@@ -70,6 +70,7 @@ def team(tmp_path_factory: pytest.TempPathFactory):
     mlflow_port, prefect_port = free_port(), free_port()
     server_env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini")}
     server_env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(16)
+    server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # as the README's server
     mlflow_cmd = [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri", _url(dbs["mlflow"])]
     mlflow_cmd += ["--serve-artifacts", "--artifacts-destination", (root / "artifacts").as_uri()]
     mlflow_cmd += ["--host", "127.0.0.1", "--port", str(mlflow_port)]
