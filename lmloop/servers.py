@@ -46,7 +46,7 @@ def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None 
 
 def mlflow_ui_command(host: str, port: int) -> list[str]:
     """``mlflow ui`` on lmloop's tracking store. MLflow's server job runner (Huey consumers for GenAI
-    scorers, which lmloop never submits: about ten processes polling the store) is off unless the user
+    scorers, which lmloop never submits: about eight processes polling the store) is off unless the user
     turned it on with ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``."""
     jobs = os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return [
