@@ -80,21 +80,14 @@ def test_help_everywhere() -> None:
 
 
 def _descendant_commands(pid: int) -> list[str]:
-    """Command lines of every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Command lines of every process below ``pid``."""
+    import psutil
+
+    out = []
+    for child in psutil.Process(pid).children(recursive=True):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        todo += children.get(child, [])
-        try:
-            out.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
+            out.append(" ".join(child.cmdline()))
+        except psutil.Error:
             continue
     return out
 
