@@ -30,11 +30,12 @@ from lmloop.files import private_tmp, write_text_atomic
 from lmloop.progress import progress
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceFile, discover
-from lmloop.stopping import StopRequest
+from lmloop.stopping import StopRequest, check_pending
 
 CHUNK_ROWS = 50_000
 SMALL_FILE = 256 * 1024  # bytes: files up to this size are checked together
-SMALL_GROUP = 500  # files per group (~1.5 s: a stop request waits at most that)
+_GOES_ON = ": finished files are cached, a rerun goes on"  # what a stop request mid-ingest leaves
+SMALL_GROUP = 500  # files per group (~1.5 s; a stop request ends a group at its next file, or after its GX run)
 RELEASE_ROWS = 200_000  # rows between hand-backs of freed heap to the OS
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
@@ -121,6 +122,7 @@ def _check_large(
     cols = Columns(data.text_column, data.label_column, data.id_column)
     kept = []
     for rows in _chunks(read_rows(source, cols), CHUNK_ROWS):
+        check_pending(f"reading {source.uri}{_GOES_ON}")
         frame = to_frame(rows, source, data)
         kept.append(_apply(report, frame, validate_frame(frame, validation)))
         del frame
@@ -191,6 +193,7 @@ def process_small_files(
     owners: list[str] = []
     cache.mkdir(parents=True, exist_ok=True)
     for i, source in enumerate(sources):
+        check_pending(f"reading small files{_GOES_ON}")
         pending = _Pending(source, data, validation, cache, digests[i] if digests else None)
         if (done := pending.from_cache()) is not None:
             out[i] = done
@@ -206,10 +209,12 @@ def process_small_files(
         owners += [source.uri] * len(mine)
     results, by_file = {}, {}
     if rows:  # cleaned and checked together: one pass and one GX run, not one per file
+        check_pending(f"before checking small files{_GOES_ON}")
         frame = to_frame(rows, owners, data)
         results = validate_files(frame, validation)
         by_file = dict(tuple(frame.groupby("source", sort=False)))
     for i, pending in todo.items():
+        check_pending(f"writing small files' shards{_GOES_ON}")  # each shard and report is written whole
         mine = by_file.get(pending.source.uri)
         kept = [_apply(pending.report, mine, results[pending.source.uri])] if mine is not None else []
         _finish(pending.report, kept, pending.shard, data)

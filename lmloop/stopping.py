@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_PENDING = threading.Event()  # a stop was requested: this process's worker threads stop at their next safe point
+_WHICH: list[str] = []  # the signal that asked
 
 
 class StopRequest:
@@ -28,6 +31,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt(f"{self.requested} twice: stopped at once")
         self.requested = signal.Signals(signum).name
+        _WHICH[:] = [self.requested]
+        _PENDING.set()
 
     def check(self, where: str) -> None:
         """Stop here (KeyboardInterrupt) when a stop was requested."""
@@ -37,3 +42,12 @@ class StopRequest:
     def __exit__(self, *_: object) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)  # type: ignore[arg-type]
+        _PENDING.clear()
+
+
+def check_pending(where: str) -> None:
+    """For work on this process's worker threads, which no signal reaches: stop here (KeyboardInterrupt) when
+    the main thread's :class:`StopRequest` was asked to stop, rather than finish a unit nobody waits for (the
+    main thread would otherwise wait for it before it can exit)."""
+    if _PENDING.is_set():
+        raise KeyboardInterrupt(f"{''.join(_WHICH) or 'stop requested'}: stopped {where}")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
 from lmloop.files import private_tmp
 from lmloop.progress import progress
+from lmloop.stopping import check_pending
 
 _BATCH = 10_000
 _TOKENS = pa.schema([("input_ids", pa.list_(pa.int32())), ("n_tokens", pa.int32())])
@@ -75,6 +76,7 @@ def tokenize_shard(shard: str, encoding: tuple[Tokenizer, int], cache_dir: Path)
                 for batch in reader:
                     texts += batch.column(reader.schema.get_field_index("text")).to_pylist()
                     while len(texts) >= _BATCH:
+                        check_pending(f"tokenizing {shard}")  # the partial file is removed below
                         writer.write_batch(_encode(texts[:_BATCH], *encoding))
                         texts = texts[_BATCH:]
                 if texts:

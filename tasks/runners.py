@@ -59,9 +59,11 @@ def task_runner(kind: str, data: DataConfig) -> TaskRunner:
 
 def _result(future: Any, stop: StopRequest) -> Any:
     """The future's result; a stop request (Ctrl-C, SIGTERM) is honoured while waiting for it."""
+    where = "while the data stage's workers ran: finished files are cached, a rerun goes on"
     while not future.wrapped_future.done():
         future.wait(_WAIT_S)
-        stop.check("while the data stage's workers ran: finished files are cached, a rerun goes on")
+        stop.check(where)
+    stop.check(where)  # a worker thread that saw the request ended its unit early: say why the stage stopped
     return future.result()
 
 

@@ -134,3 +134,30 @@ def test_read_errors_name_file_line_and_reason(tmp_path: Path) -> None:
 def test_normalize_text() -> None:
     assert normalize_text("Cafe\u0301  au\tlait \n\n\n\n next ") == "Café au lait\n\nnext"
     assert normalize_text("  x  ", nfc=False, whitespace=False) == "  x  "
+
+
+def test_a_stop_request_ends_a_worker_thread_s_group_of_small_files_at_its_next_file(tmp_path: Path) -> None:
+    """A worker thread receives no signal, and the main thread waits for it before it can exit: it looks at
+    the stop request between files, and a group stopped early leaves nothing half-written."""
+    import os
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmloop.ingest import process_small_files
+    from lmloop.stopping import StopRequest
+
+    raw = tmp_path / "notes"
+    raw.mkdir()
+    for i in range(20):
+        (raw / f"note-{i:02d}.txt").write_text(f"One sentence, number {i}, about the weather.\n")
+    sources, _ = discover([str(raw)])
+    cache = tmp_path / "cache"
+    with StopRequest() as stop, ThreadPoolExecutor(1) as pool:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled: the request is only noted
+        assert stop.requested == "SIGTERM"
+        stopped = pool.submit(process_small_files, sources, DATA, VALID, cache).exception()
+    assert isinstance(stopped, KeyboardInterrupt)
+    assert str(stopped) == "SIGTERM: stopped reading small files: finished files are cached, a rerun goes on"
+    assert not cache.exists() or not list(cache.iterdir()), "nothing written, nothing half-written"
+    reports = process_small_files(sources, DATA, VALID, cache)  # the request ended with its block
+    assert [r.status for r in reports] == ["accepted"] * 20
