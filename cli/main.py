@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,12 @@ from lmloop import settings
 from lmloop.config import ConfigError, load_config
 from lmloop.errors import UserError
 from lmloop.preflight import check_data, check_model
+
+# Registered first, so it runs last at exit, after Prefect has drained its queues and the temporary server is
+# stopped: the heap is frozen, and the interpreter's teardown collections skip it. A command that has loaded
+# torch, Prefect, MLflow and Great Expectations holds about a million objects; walking them at exit took
+# 3-5 s on 2 cores, paid by every command and by every stop request out of its 10 s.
+atexit.register(gc.freeze)
 
 app = typer.Typer(
     help="Keep a language model learning: validate text, train, evaluate and register LMs.", no_args_is_help=True
@@ -159,12 +167,29 @@ def _prefect_api() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (KeyboardInterrupt: the run ends KILLED, the resume hint is
+    printed, exit 130), wherever it lands: before the flow starts, or while Prefect's own handler holds it
+    (Prefect ends the flow run Crashed, then hands the signal back here) rather than killing the process with
+    the MLflow run left RUNNING. Stop requests inside the flow take it first, at their safe points."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
     """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1 (2 for a
     user's mistake, 130 when interrupted)."""
     _quiet_prefect_tracebacks()
     try:
-        with _prefect_api():
+        with _sigterm_as_interrupt(), _prefect_api():
             return _run_flow_on_api(call, as_json)
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted[/yellow] ({exc or 'Ctrl-C'}); the MLflow run is marked KILLED.")

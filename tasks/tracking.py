@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect import get_run_logger, task
+from prefect.exceptions import TerminationSignal
 
 from lmloop import tracking
 from lmloop.config import PipelineConfig
@@ -13,6 +14,10 @@ from lmloop.contracts import Run
 from lmloop.corpus import DataValidationError
 from lmloop.runs import RunIndex
 from lmloop.settings import Home
+
+# What stops a flow from outside: Ctrl-C, a stop request, and SIGTERM where Prefect's own handler takes it
+# (while a flow runs and no stop request listens: Prefect raises TerminationSignal, then hands the signal on)
+INTERRUPTS = (KeyboardInterrupt, SystemExit, TerminationSignal)
 
 
 @task(retries=2, retry_delay_seconds=2)
@@ -124,7 +129,7 @@ def stage_run(run: Run, stage: str) -> Iterator[Run]:
     except Exception:
         tracking.finish_run(child.run_id, "FAILED")
         raise
-    except (KeyboardInterrupt, SystemExit):
+    except INTERRUPTS:
         tracking.finish_run(child.run_id, "KILLED")
         raise
     tracking.finish_run(child.run_id, "FINISHED")
@@ -144,7 +149,7 @@ def tracked_run(
     except Exception:
         finish_tracking(run, key, "failed")
         raise
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: no new task now, the flow is stopping
+    except INTERRUPTS:  # Ctrl-C / SIGTERM: no new task now, the flow is stopping
         tracking.finish_run(run.run_id, "KILLED")
         RunIndex(run.home.work / "index").record(key, run.run_id, "failed")  # resumable, like a failure
         raise

@@ -82,7 +82,9 @@ def test_kill_9_leaves_no_orphaned_server(tmp_path: Path, corpus: Path) -> None:
     assert _gone(_server_processes, port, 10), "the server died with the command"
 
 
-def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_path: Path) -> None:
+def _sigterm_on(marker: str, tmp_path: Path, prefect_api: str | None = None) -> tuple[subprocess.Popen, float, str]:
+    """``lmloop run`` on 4,000 one-line files, SIGTERM when ``marker`` is printed: the process, the seconds it
+    took to end after the signal, its output."""
     files = tmp_path / "notes"
     files.mkdir()
     for i in range(4000):
@@ -90,6 +92,8 @@ def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_p
     env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), "LMLOOP_PROGRESS_INTERVAL": "1"}
     for key in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
     log = tmp_path / "out.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "run", "--data", str(files)],
@@ -98,12 +102,30 @@ def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_p
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 240
-    while "ingest: " not in log.read_text():  # the progress line: many small files are never silent
+    while marker not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.25)
+        time.sleep(0.05)
     start = time.monotonic()
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
-    assert time.monotonic() - start < 10, log.read_text()[-2000:]
-    assert "4000/4000 files" not in log.read_text(), "it stopped, rather than finishing the ingest first"
+    return process, time.monotonic() - start, log.read_text()
+
+
+def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_path: Path) -> None:
+    # the progress line: many small files are never silent
+    process, took, out = _sigterm_on("ingest: ", tmp_path)
+    assert took < 10, out[-2000:]
+    assert "4000/4000 files" not in out, "it stopped, rather than finishing the ingest first"
+    assert process.returncode == 130 and "Resume where it stopped with the same command" in out, out[-2000:]
     assert _run_statuses(tmp_path / "home") == ["KILLED"]
+
+
+def test_sigterm_where_no_stop_request_listens_still_ends_the_run_killed(tmp_path: Path, prefect_api: str) -> None:
+    """Between stages (here: while the data stage hashes its files) Prefect's own handler takes SIGTERM. The
+    run still ends KILLED with the resume hint and exit 130, not with the process killed and the MLflow run
+    left RUNNING."""
+    process, took, out = _sigterm_on("Task run 'start_tracking", tmp_path, prefect_api)
+    assert process.returncode == 130 and "Resume where it stopped with the same command" in out, out[-2000:]
+    assert "ingest: " not in out, "signalled before the data stage's workers started"
+    assert _run_statuses(tmp_path / "home") == ["KILLED"]
+    assert took < 10, out[-2000:]
