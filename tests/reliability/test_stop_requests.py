@@ -111,9 +111,9 @@ def _sigterm_on(marker: str, tmp_path: Path, prefect_api: str | None = None) -> 
     return process, time.monotonic() - start, log.read_text()
 
 
-def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_path: Path) -> None:
+def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_path: Path, prefect_api: str) -> None:
     # the progress line: many small files are never silent
-    process, took, out = _sigterm_on("ingest: ", tmp_path)
+    process, took, out = _sigterm_on("ingest: ", tmp_path, prefect_api)
     assert took < 10, out[-2000:]
     assert "4000/4000 files" not in out, "it stopped, rather than finishing the ingest first"
     assert process.returncode == 130 and "Resume where it stopped with the same command" in out, out[-2000:]
