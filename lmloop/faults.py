@@ -1,5 +1,6 @@
 """A test hook for crash consistency: ``LMLOOP_CRASH_AT=<point>`` kills the process with SIGKILL at that
-named point, so a test can stop a cycle at an exact step boundary (not by timing) and check the rerun."""
+named point, so a test can stop a cycle at an exact step boundary (not by timing) and check the rerun.
+``LMLOOP_CRASH_SIGNAL=SIGTERM`` sends that signal instead: a stop request landing exactly there."""
 
 from __future__ import annotations
 
@@ -17,4 +18,4 @@ def crash_point(name: str) -> None:
             os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.Signals[os.environ.get("LMLOOP_CRASH_SIGNAL", "SIGKILL")])

@@ -12,6 +12,7 @@ from lmloop import tracking
 from lmloop.config import PipelineConfig
 from lmloop.contracts import Run
 from lmloop.corpus import DataValidationError
+from lmloop.faults import crash_point
 from lmloop.runs import RunIndex
 from lmloop.settings import Home
 
@@ -142,6 +143,7 @@ def tracked_run(
     """The MLflow run around a flow's stages: finished as complete, rejected (data gate) or failed (resumable)."""
     run = start_tracking(config, run_name, sources, key, home)
     try:
+        crash_point("run-started")
         yield run
     except DataValidationError:
         finish_tracking(run, key, "rejected")
