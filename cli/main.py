@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import atexit
-import gc
 import json
 import logging
 import signal
@@ -23,11 +22,7 @@ from lmloop.config import ConfigError, load_config
 from lmloop.errors import UserError
 from lmloop.preflight import check_data, check_model
 
-# Registered first, so it runs last at exit, after Prefect has drained its queues and the temporary server is
-# stopped: the heap is frozen, and the interpreter's teardown collections skip it. A command that has loaded
-# torch, Prefect, MLflow and Great Expectations holds about a million objects; walking them at exit took
-# 3-5 s on 2 cores, paid by every command and by every stop request out of its 10 s.
-atexit.register(gc.freeze)
+settings.freeze_heap_at_exit()  # first, so it runs last at exit
 
 app = typer.Typer(
     help="Keep a language model learning: validate text, train, evaluate and register LMs.", no_args_is_help=True
