@@ -7,6 +7,7 @@ Nothing here runs at import time: entry points (CLI, tests, deployments) call
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import os
 from pathlib import Path
@@ -114,18 +115,14 @@ def artifact_root() -> str:
     return (mlruns_dir() / "artifacts").as_uri()
 
 
-_FREEZE_AT_EXIT: list[bool] = []
-
-
+@functools.cache  # once per process
 def freeze_heap_at_exit() -> None:
     """At interpreter exit, after the exit handlers registered later (Prefect draining its queues, a
     temporary server stopped), freeze the heap so the interpreter's teardown collections skip it. A process
     that has loaded torch, Prefect, MLflow and Great Expectations holds about a million objects; walking them
     at exit took 3-5 s on 2 cores, paid by every command, every flow run a deployment starts, and every
     stop request out of its 10 s (``python benchmarks/cli_exit.py``). Entry points call it once, first."""
-    if not _FREEZE_AT_EXIT:
-        _FREEZE_AT_EXIT.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def configure_environment() -> None:
