@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_PENDING = threading.Event()  # a stop was requested: this process's worker threads stop at their next safe point
-_WHICH: list[str] = []  # the signal that asked
+# the signal of the stop request in hand, if any: this process's worker threads stop at their next safe point
+_PENDING: list[str] = []
 
 
 class StopRequest:
@@ -31,8 +30,7 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt(f"{self.requested} twice: stopped at once")
         self.requested = signal.Signals(signum).name
-        _WHICH[:] = [self.requested]
-        _PENDING.set()
+        _PENDING[:] = [self.requested]
 
     def check(self, where: str) -> None:
         """Stop here (KeyboardInterrupt) when a stop was requested."""
@@ -49,5 +47,5 @@ def check_pending(where: str) -> None:
     """For work on this process's worker threads, which no signal reaches: stop here (KeyboardInterrupt) when
     the main thread's :class:`StopRequest` was asked to stop, rather than finish a unit nobody waits for (the
     main thread would otherwise wait for it before it can exit)."""
-    if _PENDING.is_set():
-        raise KeyboardInterrupt(f"{''.join(_WHICH) or 'stop requested'}: stopped {where}")
+    if _PENDING:
+        raise KeyboardInterrupt(f"{_PENDING[0]}: stopped {where}")
