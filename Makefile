@@ -19,8 +19,9 @@ demo: $(STAMP)
 	$(VENV)/bin/lmloop run --config tiny --data $(LMLOOP_HOME)/sample_data
 	$(VENV)/bin/lmloop finetune --task classification --from champion --data $(LMLOOP_HOME)/sample_data
 
+# one pytest-xdist worker per core (at most 4); a module's tests stay together on one worker (loadfile)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -513,6 +513,7 @@ def generate(
 
     from lmloop import tracking
     from lmloop.evaluate import generate_samples
+    from lmloop.model import load_pretrained
     from lmloop.tokenizer import load_tokenizer
 
     name = cfg.registry.model_name
@@ -525,7 +526,7 @@ def generate(
     except Exception as exc:  # the store is unreachable
         console.print(f"[red]generate failed:[/red] {exc}")
         raise typer.Exit(1) from exc
-    model = AutoModelForCausalLM.from_pretrained(local["model_dir"])
+    model = load_pretrained(AutoModelForCausalLM, local["model_dir"])
     samples = generate_samples(model, load_tokenizer(local["tokenizer_dir"]), prompt, max_new_tokens, seed)
     for sample in samples:
         sys.stdout.write(f"{sample['prompt']}{sample['completion']}\n")

@@ -20,9 +20,10 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
     from transformers import AutoModelForSequenceClassification
 
     from lmloop.classifier_training import Encoded, predict
+    from lmloop.model import load_pretrained
     from lmloop.tokenizer import load_tokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model = load_pretrained(AutoModelForSequenceClassification, model_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     ids = [row[:limit] or [tokenizer.pad_token_id] for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]

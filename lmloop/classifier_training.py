@@ -125,12 +125,14 @@ def adapt(
         return backbone_dir, 0
     from transformers import AutoModelForCausalLM
 
+    from lmloop.model import load_pretrained
+
     torch.manual_seed(cfg.seed)
     stream = np.fromiter((t for row in texts.ids for t in (eos_id, *row)), dtype=np.int64)
     width = min(block_size, len(stream))
     blocks = torch.from_numpy(stream[: len(stream) // width * width].reshape(-1, width))
     device = device_for(cfg)
-    model = AutoModelForCausalLM.from_pretrained(backbone_dir).to(device)
+    model = load_pretrained(AutoModelForCausalLM, backbone_dir).to(device)
     model.train()
     per_epoch = math.ceil(len(blocks) / cfg.batch_size)
     planned = per_epoch * cfg.tapt_epochs

@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 
 from lmloop.config import FinetuneConfig
 from lmloop.contracts import BaseModelRef, Corpus, TrainedModel
+from lmloop.model import load_pretrained
 
 LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
 
@@ -32,7 +33,8 @@ def label_map(labels: list[str]) -> dict[str, int]:
 
 def build_classifier(backbone_dir: str, labels: dict[str, int], pad_token_id: int, lora: bool) -> PreTrainedModel:
     """A classification head on the pretrained backbone; with ``lora`` only adapters (and the head) train."""
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = load_pretrained(
+        AutoModelForSequenceClassification,
         backbone_dir,
         num_labels=len(labels),
         id2label={i: label for label, i in labels.items()},

@@ -140,6 +140,8 @@ def judge(
     rerun after a crash reuses the recorded one (after its promotion the champion *is* the challenger)."""
     from transformers import AutoModelForCausalLM
 
+    from lmloop.model import load_pretrained
+
     if recorded := state.journal(batch).get("decision"):
         return GateDecision(**recorded)
 
@@ -153,7 +155,7 @@ def judge(
     texts = {name: _capped(rows, tokenizer, limits) for name, rows in docs.items()}
     block = champion.model.block_size
     models = {
-        role: AutoModelForCausalLM.from_pretrained(path)
+        role: load_pretrained(AutoModelForCausalLM, path)
         for role, path in (("champion", champion.dir), ("challenger", challenger.dir))
     }
     scores = {role: score_slices(model, tokenizer, texts, block, 32) for role, model in models.items()}

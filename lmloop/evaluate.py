@@ -237,10 +237,11 @@ def evaluate(
     ``samples.json`` into the model folder; returns the model with its metrics."""
     from transformers import AutoModelForCausalLM
 
+    from lmloop.model import load_pretrained
     from lmloop.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(trained.dir)
-    model = AutoModelForCausalLM.from_pretrained(trained.dir)
+    model = load_pretrained(AutoModelForCausalLM, trained.dir)
     split = corpus.split("test")
     if len(split) == 0:
         from lmloop.errors import UserError

@@ -4,13 +4,29 @@ The embedding table is padded to a multiple of 64 rows (50257 -> 50304 for GPT-2
 whose sizes are multiples of 64 run on the tensor cores' fast path. The tokenizer keeps its own size;
 the padded rows are never a target, generation suppresses them, and evaluation scores only the
 tokenizer's ids.
+
+Every model lmloop builds or loads is made under one lock per process (``CONSTRUCTING``): while
+transformers 5 makes a model it swaps functions for the whole process (``PreTrainedModel.tie_weights``
+becomes a no-op, torch's init functions and default dtype change). Two models made at once, by two flow
+runs in one process's threads, come out with the output layer untied (left on the meta device, or
+uninitialised), and the process can keep ``tie_weights`` switched off for good.
 """
 
 from __future__ import annotations
 
+import threading
+from os import PathLike
+
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 VOCAB_MULTIPLE = 64
+CONSTRUCTING = threading.RLock()  # re-entrant: a load inside a block that holds it
+
+
+def load_pretrained(auto_class: type, path: str | PathLike[str], **kwargs) -> PreTrainedModel:
+    """``auto_class.from_pretrained(path, **kwargs)`` under ``CONSTRUCTING``: a local folder, no hub."""
+    with CONSTRUCTING:
+        return auto_class.from_pretrained(str(path), **kwargs)
 
 
 def padded_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
@@ -46,7 +62,8 @@ def build_causal_lm(
             pad_token_id=eos_token_id,
             **common,
         )
-        model: PreTrainedModel = GPT2LMHeadModel(config)
+        with CONSTRUCTING:
+            model: PreTrainedModel = GPT2LMHeadModel(config)
     else:
         config = LlamaConfig(
             hidden_size=n_embd,
@@ -61,7 +78,8 @@ def build_causal_lm(
             **common,
         )
         config._attn_implementation = "sdpa"
-        model = LlamaForCausalLM(config)
+        with CONSTRUCTING:
+            model = LlamaForCausalLM(config)
     if rows > vocab_size:  # the padding rows exist for speed only: never generated
         model.generation_config.suppress_tokens = list(range(vocab_size, rows))
     return model

@@ -20,7 +20,7 @@ from lmloop.classify import LORA_TARGETS, merge_lora
 from lmloop.config import ConfigError, ModelConfig, TrainConfig
 from lmloop.contracts import BaseModelRef, Blocks, TrainedModel, write_json
 from lmloop.mechanics import is_main_process
-from lmloop.model import build_causal_lm
+from lmloop.model import build_causal_lm, load_pretrained
 from lmloop.tokenizer import load_tokenizer
 from lmloop.train import LogFn, train_causal_lm
 
@@ -75,7 +75,7 @@ def causal_lm(tokenizer: Any, model_cfg: ModelConfig, init_from: str | None, lor
         )
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(init_from)
+    model = load_pretrained(AutoModelForCausalLM, init_from)
     if lora:
         from peft import LoraConfig, TaskType, get_peft_model
 

@@ -7,9 +7,11 @@ Nothing here runs at import time: entry points (CLI, tests, deployments) call
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -136,3 +138,20 @@ def configure_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(home / ".prefect"))
     os.environ.setdefault("HF_DATASETS_CACHE", str(home / ".cache" / "datasets"))
     mlruns_dir().mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str], restore: Iterable[str] = ()) -> Iterator[None]:
+    """``values`` in this process's environment for the block. After it, those variables and the ones named
+    in ``restore`` (which code in the block may set: MLflow exports the URIs it is pointed at) are what they
+    were before, unset ones unset again."""
+    before = {key: os.environ.get(key) for key in {*values, *restore}}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

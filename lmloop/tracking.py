@@ -247,12 +247,14 @@ def register_transformers_model(
     a lost response finds the version its first attempt created (tag ``lmloop.registration_key``)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from lmloop.model import CONSTRUCTING, load_pretrained
+
     key = hashlib.sha256(json.dumps([run_id, str(model_dir), name, task]).encode()).hexdigest()[:16]
     existing = _registered_with_key(name, run_id, key)
     if existing is not None:
         return existing
     auto = AutoModelForSequenceClassification if task == "text-classification" else AutoModelForCausalLM
-    model = auto.from_pretrained(str(model_dir))
+    model = load_pretrained(auto, model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     c = client()
     signature = None
@@ -261,7 +263,8 @@ def register_transformers_model(
 
         params = {"max_new_tokens": 40, "do_sample": True, "top_k": 50, "temperature": 1.0}
         signature = infer_signature([input_example], ["generated text"], params=params)
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    # MLflow loads the saved model back to check the input example: under the same lock as every load
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False), CONSTRUCTING:
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
             name="model",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from prefect import Task, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from lmloop import settings
 from lmloop.config import DataConfig
 from lmloop.stopping import StopRequest
 
@@ -100,16 +101,8 @@ def _worker_env(kind: str) -> Iterator[None]:
     wanted = {"TOKENIZERS_PARALLELISM": "false"}
     if not PREFECT_API_URL.value():
         wanted["PREFECT_API_URL"] = str(get_client(sync_client=True).api_url).rstrip("/")
-    previous = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    try:
+    with settings.environment(wanted):
         yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager

@@ -1,19 +1,27 @@
-"""Test setup: every test session gets its own LMLOOP_HOME (MLflow sqlite, Prefect home, work dirs)."""
+"""Test setup: every test process (each pytest-xdist worker) gets its own LMLOOP_HOME (MLflow sqlite, Prefect home,
+work dirs, datasets cache)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before anything imports Prefect or MLflow: a private home, offline, no telemetry.
 _HOME = Path(tempfile.mkdtemp(prefix="lmloop-tests-"))
 os.environ["LMLOOP_HOME"] = str(_HOME)
-os.environ.pop("MLFLOW_TRACKING_URI", None)
-os.environ.pop("PREFECT_API_URL", None)
+# MLflow exports the store it was last pointed at to this process's environment, both URIs
+# (``set_tracking_uri``, ``set_registry_uri``), and child processes inherit them: a ``models:/`` name
+# resolves in the registry's store. Tests that start children drop or set both.
+MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+for _key in (*MLFLOW_URIS, "PREFECT_API_URL"):
+    os.environ.pop(_key, None)
 os.environ["PREFECT_HOME"] = str(_HOME / ".prefect")
+os.environ["HF_DATASETS_CACHE"] = str(_HOME / ".cache" / "datasets")  # not the pytest-xdist controller's
 
-from lmloop.settings import configure_environment  # noqa: E402
+from lmloop.settings import configure_environment, environment  # noqa: E402
 
 configure_environment()
 
@@ -36,6 +44,52 @@ TINY_OVERRIDES = [
     "eval.samples=1",
     "eval.max_new_tokens=8",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse-modules",
+        action="store_true",
+        help="Run the modules in reverse order (slow ones still first, each module's tests still together and "
+        "in order): a test that passes only after, or before, another module's tests shows up.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow end-to-end modules first, each module's tests together and in order: ``make test`` runs the
+    modules on pytest-xdist workers, and a worker should end on short unit tests, not on a long end-to-end
+    test started last while the other worker sits idle."""
+    modules = list(dict.fromkeys(item.module for item in items))
+    if config.getoption("reverse_modules"):
+        modules.reverse()
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    rank = {module: (module not in slow, i) for i, module in enumerate(modules)}
+    items.sort(key=lambda item: rank[item.module])
+
+
+@contextlib.contextmanager
+def mlflow_store(uri: str | None = None) -> Iterator[None]:
+    """In the block, this process's MLflow URIs are ``uri`` (or stay as they are); after it, both are what
+    they were before, whatever MLflow exported in between."""
+    with environment({} if uri is None else dict.fromkeys(MLFLOW_URIS, uri), restore=MLFLOW_URIS):
+        yield
+
+
+def store_client(store: str | Path):
+    """An MLflow client of one store, tracking and registry both, never the process-wide default: a URI,
+    or a home (its embedded sqlite store)."""
+    from mlflow import MlflowClient
+
+    uri = store if isinstance(store, str) else f"sqlite:///{store / 'mlruns' / 'mlflow.db'}"
+    return MlflowClient(uri, uri)
+
+
+@pytest.fixture(autouse=True)
+def _tracking_store_stays_put():
+    """A test that points this process at another home's store must not leave the next test of this
+    process (in another order, on another pytest-xdist worker) reading, registering or serving there."""
+    with mlflow_store():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -84,5 +138,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
 def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
     """One real training flow run, shared: later flows (fine-tuning, continual) start from its champion."""
     from flows.training import training_flow
+    from lmloop import settings
 
-    return training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
+    out = training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
+    return {**out, "tracking_uri": settings.tracking_uri()}  # the store it was registered in

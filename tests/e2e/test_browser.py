@@ -16,6 +16,7 @@ import pytest
 
 from lmloop import settings
 from lmloop.servers import free_port, mlflow_ui_command, start, stop, wait_http
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = settings.PROJECT_ROOT / "test-artifacts"
@@ -88,7 +89,7 @@ def _chrome():  # noqa: ANN202
 def _lmloop(args: list[str], home: Path) -> dict:
     """A CLI call with no Prefect server named: it must find the one ``lmloop ui`` runs for this home."""
     env = {**os.environ, "LMLOOP_HOME": str(home)}
-    for key in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     proc = subprocess.run([sys.executable, "-m", "cli", *args, "--json"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,11 +123,10 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     from lmloop.sample_data import write_corpus
-    from tests.conftest import TINY_OVERRIDES
 
     home, mlflow_port, prefect_port = tmp_path / "home", free_port(), free_port()
     env = {**os.environ, "LMLOOP_HOME": str(home)}
-    for key in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     ui = subprocess.Popen(
         [sys.executable, "-m", "cli", "ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
@@ -176,9 +176,7 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
         )["run"]
         experiment = runs["info"]["experiment_id"]
         driver = _chrome()
-        page = _shot(
-            driver, f"{mlflow}/#/experiments/{experiment}/runs", ["matching runs", "pretrain"], "mlflow-experiment"
-        )
+        page = _shot(driver, f"{mlflow}/#/experiments/{experiment}/runs", ["5 matching runs"], "mlflow-experiment")
         assert "Traces" not in page.split("\n")[:5], "opens on training runs, not on GenAI traces"
         assert "5 matching runs" in page, "pretrain, the cycle and its three nested stages"
         name_cell = driver.find_element(By.XPATH, "//a[starts-with(normalize-space(.), 'continual-')]/..")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bad_inputs import EXPECTED, write_bad_inputs
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 LMLOOP = [sys.executable, "-m", "cli"]
@@ -25,7 +25,7 @@ def _shared_prefect_server(prefect_api: str) -> None:
 
 def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LMLOOP_HOME": str(home), **SHARED}
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     return subprocess.run([*LMLOOP, *args], env=env, capture_output=True, text=True, timeout=600)
 
@@ -87,7 +87,7 @@ def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Pat
     assert out["validation"]["success"] is False
     assert "expect_column_values_to_be_in_set" in out["validation"]["failed_expectations"]
     assert "labels.jsonl:1" in proc.stderr and out["model_version"] is None
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"}
+    env = {**os.environ, **dict.fromkeys(MLFLOW_URIS, f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")}
     check = subprocess.run(
         [
             sys.executable,

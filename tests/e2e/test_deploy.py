@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lmloop.servers import free_port
+from tests.conftest import MLFLOW_URIS
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -47,7 +48,8 @@ def test_continual_deployment_runs_to_completion_when_triggered(tmp_path: Path) 
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     env |= {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for key in MLFLOW_URIS:
+        env.pop(key, None)
     server = subprocess.Popen(
         [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

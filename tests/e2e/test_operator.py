@@ -15,6 +15,7 @@ import pytest
 from lmloop import settings
 from lmloop.config import PipelineConfig
 from lmloop.servers import free_port
+from tests.conftest import MLFLOW_URIS, store_client
 
 pytestmark = pytest.mark.slow
 LMLOOP = [sys.executable, "-m", "cli"]
@@ -49,7 +50,12 @@ def test_status_shows_aliases_metrics_and_runs(trained: dict, tiny_config: Pipel
     champion = out["aliases"]["champion"]
     assert champion["version"] == trained["model_version"]
     assert champion["metrics"]["test_bits_per_byte"] == pytest.approx(trained["metrics"]["test_bits_per_byte"])
-    assert trained["run_id"] in {r["run_id"] for r in out["runs"]}
+    assert champion["run_id"] == trained["run_id"]
+    # "Last runs" are the store's newest, whichever tests of this process made them before this one
+    client = store_client(trained["tracking_uri"])
+    experiment = client.get_experiment_by_name(tiny_config.registry.experiment).experiment_id
+    newest = client.search_runs([experiment], order_by=["attribute.start_time DESC"], max_results=5)
+    assert [r["run_id"] for r in out["runs"]] == [r.info.run_id for r in newest]
 
 
 def test_generate_continues_a_prompt_with_the_champion(trained: dict) -> None:
@@ -95,7 +101,8 @@ def _descendant_commands(pid: int) -> list[str]:
 def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: dict, tmp_path: Path) -> None:
     mlflow_port, prefect_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow exports the last URI this process used: the home's store, please
+    for key in MLFLOW_URIS:  # MLflow exports the last URIs this process used: the home's store, please
+        env.pop(key, None)
     ui = subprocess.Popen(
         [*LMLOOP, "ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
         env=env,

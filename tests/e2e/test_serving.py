@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings
 from lmloop.servers import free_port, start, stop, wait_http
+from tests.conftest import MLFLOW_URIS
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,12 @@ pytestmark = pytest.mark.slow
 def test_mlflow_models_serve_answers_with_generated_text(trained: dict, tmp_path: Path) -> None:
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri(), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    # ``models:/`` resolves in the registry's store: both URIs, not the one this process exported last
+    env = {
+        **os.environ,
+        **dict.fromkeys(MLFLOW_URIS, trained["tracking_uri"]),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
     uri = f"models:/{trained['model_name']}@champion"
     command = [f"{bin_dir}/mlflow", "models", "serve", "-m", uri, "--env-manager", "local"]
     server = start([*command, "-h", "127.0.0.1", "-p", str(port)], tmp_path / "serve.log", env)

@@ -12,6 +12,7 @@ from lmloop import settings, tracking
 from lmloop.config import PipelineConfig, load_config
 from lmloop.sample_data import write_corpus
 from lmloop.state import State
+from tests.conftest import mlflow_store
 
 pytestmark = pytest.mark.slow
 NAME = "continual-lm"
@@ -48,7 +49,9 @@ def home(prefect_harness, tmp_path_factory: pytest.TempPathFactory):
     from flows.training import training_flow
 
     root = tmp_path_factory.mktemp("continual-home")
-    with pytest.MonkeyPatch.context() as mp:
+    # the store goes back with the home: a later module of this process (another order, another pytest-xdist
+    # worker) reads its own
+    with pytest.MonkeyPatch.context() as mp, mlflow_store(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"):
         mp.setenv("LMLOOP_HOME", str(root))
         write_corpus(root / "a", seed=0, docs=1200, files=2)
         training_flow(config=_config(), data=[str(root / "a")])

@@ -9,6 +9,7 @@ import pytest
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig
 from lmloop.corpus import DataValidationError
+from tests.conftest import store_client
 
 pytestmark = pytest.mark.slow
 
@@ -104,14 +105,13 @@ def test_the_first_champion_is_set_under_the_lock_and_recorded(trained: dict, ti
 def test_prefect_sees_the_data_flowing_from_task_to_task(trained: dict) -> None:
     """Stages pass values, so Prefect records each task's upstream tasks (the UI draws these edges)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    # this flow run, not the first "training" run of the session's Prefect (another module may have run one)
+    tags = store_client(trained["tracking_uri"]).get_run(trained["run_id"]).data.tags
+    flow_run_id = tags["lmloop.prefect.flow_run_id"]
     with get_client(sync_client=True) as client:
-        (run,) = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["training"])), sort=FlowRunSort.START_TIME_ASC, limit=1
-        )
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     names = {t.id: t.name.rsplit("-", 1)[0] for t in tasks}
     upstream = {
         names[t.id]: {

@@ -13,7 +13,7 @@ import pytest
 
 from lmloop.sample_data import write_corpus
 from tests.bad_inputs import EXPECTED, write_bad_inputs
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,8 @@ def test_bad_inputs_beside_good_data_nothing_lost(tmp_path: Path, prefect_api: s
     before, before_outside = _digests(data), _digests(outside)
 
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for key in MLFLOW_URIS:
+        env.pop(key, None)
     env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     sets = [*TINY_OVERRIDES, "registry.model_name=mixed", f"data.frozen_eval=[{frozen}]"]
     sets += ["validation.max_failed_file_share=0.9"]  # 11 of 13 files are bad: train on the rest

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmloop.sample_data import write_corpus
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, mlflow_store
 
 pytestmark = pytest.mark.slow
 NAME = "crash-lm"
@@ -24,7 +24,7 @@ POINTS = ["judged", "promotion-moved", "promotion-recorded", "cycle-recorded"]
 
 def _lmloop(args: list[str], home: Path, api: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_API_URL": api}
-    for key in ("LMLOOP_CRASH_AT", "MLFLOW_TRACKING_URI"):  # MLflow exports the last URI this process used
+    for key in ("LMLOOP_CRASH_AT", *MLFLOW_URIS):  # MLflow exports the last URIs this process used
         env.pop(key, None)
     if crash_at:
         env["LMLOOP_CRASH_AT"] = crash_at
@@ -71,7 +71,7 @@ def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
         assert out["new_files"] == [] and out["promoted"] is None
     else:
         assert out["new_files"] and batch == f"batch-{out['run_id'][:8]}", "the rerun resumed the same cycle"
-    with tracking_uri(home):
+    with mlflow_store(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"):
         versions = tracking.client().search_model_versions(f"name='{NAME}'")
         mine = [v for v in versions if v.tags.get("continual_batch") == batch]
         assert len(mine) == 1, "registered once"
@@ -85,20 +85,3 @@ def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
     journal = json.loads((home / "state" / "cycles" / f"{batch}.json").read_text())
     assert journal["closed"] is True and journal["decision"]["batch"] == batch
     assert journal["outcome"]["promoted"] == gates[0]["promoted"]
-
-
-class tracking_uri:  # noqa: N801  (a context manager named for what it sets)
-    """Point this process's MLflow client at ``home``'s store for the block."""
-
-    def __init__(self, home: Path) -> None:
-        self.uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
-
-    def __enter__(self) -> None:
-        self.before = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = self.uri
-
-    def __exit__(self, *_: object) -> None:
-        if self.before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = self.before

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, store_client
 
 pytestmark = pytest.mark.slow
 NAME = "full-lm"
@@ -34,7 +33,8 @@ def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path, prefect
     if why:
         pytest.skip(f"disk-full check skipped: {why}")
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for key in MLFLOW_URIS:
+        env.pop(key, None)
     env["PREFECT_API_URL"] = prefect_api  # the session's Prefect server
     # a 256-wide model: ~7 MB of weights, more than the artifact store holds
     sets = [*TINY_OVERRIDES, "model.n_embd=256", "model.n_head=4", "train.max_steps=20", f"registry.model_name={NAME}"]
@@ -46,9 +46,7 @@ def test_disk_full_while_writing_artifacts(corpus: Path, tmp_path: Path, prefect
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["status"] == "failed" and "No space left on device" in out["error"], out
 
-        client = MlflowClient(
-            f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
-        )
+        client = store_client(home)
         assert client.search_model_versions(f"name='{NAME}'") == [], "nothing registered"
         (run,) = client.search_runs([client.get_experiment_by_name("lmloop").experiment_id])
         assert run.info.status == "FAILED"

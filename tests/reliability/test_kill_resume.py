@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
+
+from tests.conftest import MLFLOW_URIS, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def _shared_prefect_server(prefect_api: str) -> None:
 
 def _env(home: Path) -> dict[str, str]:
     env = {**os.environ, "LMLOOP_HOME": str(home), **SHARED}
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     return env
 
@@ -81,7 +82,7 @@ def test_kill_9_mid_training_then_rerun_resumes_into_the_same_run(corpus: Path, 
     resumed = _run(corpus, home)
     assert resumed["metrics"]["train_final_loss"] == pytest.approx(reference["metrics"]["train_final_loss"], rel=0.01)
 
-    client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    client = store_client(home)
     runs = client.search_runs([client.get_experiment_by_name("lmloop").experiment_id])
     assert [r.info.run_id for r in runs] == [resumed["run_id"]], "one MLflow run, resumed"
     steps = [m.step for m in client.get_metric_history(resumed["run_id"], "train_loss")]

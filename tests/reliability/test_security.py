@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmloop import settings
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, store_client
 
 pytestmark = pytest.mark.slow
 CODE = ["lmloop", "flows", "tasks", "data_checks", "cli", "benchmarks"]
@@ -81,7 +81,7 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
     canary = "canary-7f3a9c1e5b"
     home, prefect_home = tmp_path / "home", tmp_path / "prefect"
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(prefect_home)}
-    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+    for key in (*MLFLOW_URIS, "PREFECT_API_URL"):
         env.pop(key, None)
     env |= {"AWS_SECRET_ACCESS_KEY": f"{canary}-env", "HF_TOKEN": f"{canary}-hf", "LMLOOP_API_TOKEN": f"{canary}-x"}
     sets = [*TINY_OVERRIDES, f"data.storage_options={{memory: {{token: {canary}-config}}}}", "eval.samples=0"]
@@ -93,11 +93,8 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
     assert any(p.name == "mlflow.db" for p in stored) and any(p.name.startswith("prefect.db") for p in stored)
     leaked = [str(p) for p in stored if canary.encode() in p.read_bytes()]
     assert leaked == [], "the MLflow store (params, tags, artifacts) and Prefect's database and logs hold no secret"
-    from mlflow import MlflowClient
-
     run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
-    store = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
-    params = MlflowClient(store, store).get_run(run_id).data.params
+    params = store_client(home).get_run(run_id).data.params
     assert "**********" in params["data.storage_options"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def _server_processes(port: int) -> list[int]:
 
 def _start_training(home: Path, corpus: Path, log: Path) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "LMLOOP_HOME": str(home)}
-    for key in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)  # no server given: the command starts its own
     sets = [*TINY_OVERRIDES, "train.max_steps=100000", "train.log_every=5"]
     command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), *[a for s in sets for a in ("--set", s)]]
@@ -89,7 +89,7 @@ def test_sigterm_while_ingesting_many_small_files_stops_within_ten_seconds(tmp_p
         (files / f"note-{i:05d}.txt").write_text(f"One sentence, number {i}, about the weather.\n")
     env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), "LMLOOP_PROGRESS_INTERVAL": "1"}
     env["PREFECT_API_URL"] = prefect_api
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     log = tmp_path / "out.log"
     process = subprocess.Popen(
@@ -120,7 +120,7 @@ def test_sigterm_where_no_stop_request_listens_still_ends_the_run_killed(
     process killed and the MLflow run left RUNNING."""
     env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), "PREFECT_API_URL": prefect_api}
     env |= {"LMLOOP_CRASH_AT": "run-started", "LMLOOP_CRASH_SIGNAL": "SIGTERM"}
-    for key in ("PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     sets = [a for s in TINY_OVERRIDES for a in ("--set", s)]
     command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), *sets]

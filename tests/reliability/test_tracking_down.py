@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from lmloop.servers import free_port, start, stop, wait_http
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, store_client
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -37,7 +36,7 @@ def _registration_started(artifacts: Path) -> bool:
 def test_tracking_server_down_at_registration(corpus: Path, tmp_path: Path, prefect_api: str) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": uri}
+    env = {**os.environ, "LMLOOP_HOME": str(tmp_path / "home"), **dict.fromkeys(MLFLOW_URIS, uri)}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect")}
     env["PREFECT_API_URL"] = prefect_api
     # one HTTP retry per call instead of the default 3 keeps this test short (with 3: ~70 s to fail)
@@ -64,7 +63,7 @@ def test_tracking_server_down_at_registration(corpus: Path, tmp_path: Path, pref
 
     server = _server(tmp_path / "mlflow", port)  # the same store, back up
     try:
-        client = MlflowClient(uri, uri)  # tracking and registry: never the process-wide default
+        client = store_client(uri)
         versions = client.search_model_versions(f"name='{NAME}'")
         assert all("lmloop.registration_key" in v.tags and "test_perplexity" in v.tags for v in versions), (
             "a version that exists is complete"

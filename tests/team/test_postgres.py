@@ -24,7 +24,7 @@ import pytest
 
 from lmloop.sample_data import write_corpus
 from lmloop.servers import free_port, start, stop, wait_http
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -96,7 +96,8 @@ def team(tmp_path_factory: pytest.TempPathFactory):
     try:
         wait_http(f"http://127.0.0.1:{mlflow_port}/health", 120, servers[0])
         wait_http(f"http://127.0.0.1:{prefect_port}/api/health", 120, servers[1])
-        yield {"root": root, "env": {**os.environ, **client_env}, "dbs": dbs, **client_env}
+        inherited = {k: v for k, v in os.environ.items() if k not in MLFLOW_URIS}  # what MLflow exported here
+        yield {"root": root, "env": {**inherited, **client_env}, "dbs": dbs, **client_env}
     finally:
         for server in servers:
             stop(server)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from lmloop.config import ConfigError, load_config
+from tests.conftest import MLFLOW_URIS
 
 
 def _lmloop(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LMLOOP_HOME": str(home), "COLUMNS": "200"}
-    for key in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI"):
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", *MLFLOW_URIS):
         env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=120)
 
