@@ -49,9 +49,16 @@ def ensure_experiment(name: str) -> str:
             c.set_experiment_tag(found.experiment_id, _KIND, _MODEL_DEVELOPMENT)
         return found.experiment_id
     tags = {_KIND: _MODEL_DEVELOPMENT, "mlflow.note.content": _EXPERIMENT_NOTE}
-    if settings.tracking_uri().startswith(("http://", "https://", "databricks")):
-        return c.create_experiment(name, tags=tags)
-    return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}", tags=tags)
+    served = settings.tracking_uri().startswith(("http://", "https://", "databricks"))
+    try:
+        if served:
+            return c.create_experiment(name, tags=tags)
+        return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}", tags=tags)
+    except MlflowException:
+        found = c.get_experiment_by_name(name)  # another flow created it since we looked
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 # MLflow 3's UI opens a GenAI experiment on traces; this kind opens it on its training runs.
@@ -209,7 +216,21 @@ def log_dataset(
     schema = Schema([ColSpec("string", column, required=column == "text") for column in DATASET_COLUMNS])
     dataset = ProfiledDataset(dataset_source, name=name, digest=digest[:36], schema=schema)
     tag = InputTag(key="mlflow.data.context", value=context)
-    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[tag])]
+    for attempt in range(3):
+        try:
+            client().log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as e:
+            # MLflow's store looks the dataset up, then inserts it, in one transaction: two runs logging the
+            # same dataset at once (two cycles on one batch) both insert, and one fails on the unique key.
+            # Its transaction rolled back, and the row now exists, so the same call again links to it.
+            if attempt == 2 or not any(marker in str(e) for marker in _UNIQUE_VIOLATION):
+                raise
+
+
+# How sqlite, PostgreSQL and MySQL word a unique-key violation (what MLflow's stores pass on).
+_UNIQUE_VIOLATION = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
 
 
 def git_commit() -> str:
