@@ -147,7 +147,9 @@ class TrainConfig(_Frozen):
         "auto: cuDNN's, the fastest on Hopper cards.",
     )
     threads: int | None = Field(
-        None, ge=1, description="CPU threads for training; default: the machine's physical cores."
+        None,
+        ge=1,
+        description="CPU threads for training; default: $OMP_NUM_THREADS where set, else the machine's physical cores.",
     )
 
     @model_validator(mode="after")

@@ -30,9 +30,17 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def omp_threads() -> int | None:
+    """``$OMP_NUM_THREADS`` when it is a positive whole number: the machine's owner (a scheduler, a shared
+    box, a test runner with one worker per core) has chosen the threads a process gets."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def set_threads(cfg: TrainConfig) -> int:
-    """Apply ``train.threads`` (default: physical cores) to torch's CPU pool; returns the count used."""
-    threads = cfg.threads or physical_cores()
+    """Apply ``train.threads`` (default: ``$OMP_NUM_THREADS`` where set, else physical cores) to torch's
+    CPU pool; returns the count used."""
+    threads = cfg.threads or omp_threads() or physical_cores()
     torch.set_num_threads(threads)
     return threads
 

@@ -20,6 +20,11 @@ for _key in (*MLFLOW_URIS, "PREFECT_API_URL"):
     os.environ.pop(_key, None)
 os.environ["PREFECT_HOME"] = str(_HOME / ".prefect")
 os.environ["HF_DATASETS_CACHE"] = str(_HOME / ".cache" / "datasets")  # not the pytest-xdist controller's
+# pytest-xdist runs one worker per core: each worker, and the flows it starts, gets its share of the cores
+# (torch and lmloop's training both read OMP_NUM_THREADS), not every core in each of them at once.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 from lmloop.settings import configure_environment, environment  # noqa: E402
 

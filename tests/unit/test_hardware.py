@@ -15,7 +15,7 @@ from datasets import Dataset
 from lmloop import flops
 from lmloop.config import TrainConfig
 from lmloop.fused_loss import CausalLMLoss, linear_cross_entropy, shifted_targets
-from lmloop.hardware import candidates, plan_micro_batch
+from lmloop.hardware import candidates, physical_cores, plan_micro_batch, set_threads
 from lmloop.model import build_causal_lm, padded_vocab
 from lmloop.train import train_causal_lm
 
@@ -75,6 +75,19 @@ def test_micro_batches_split_an_optimizer_step_without_changing_it() -> None:
     torch.set_num_threads(threads)
     with pytest.raises(ValueError, match="must divide"):
         TrainConfig(batch_size=8, grad_accum=2, micro_batch_size=3)
+
+
+def test_cpu_threads_come_from_the_config_then_omp_num_threads_then_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert set_threads(TrainConfig()) == 3 == torch.get_num_threads()
+        assert set_threads(TrainConfig(threads=1)) == 1 == torch.get_num_threads()
+        for unset in ("", "0", "four"):
+            monkeypatch.setenv("OMP_NUM_THREADS", unset)
+            assert set_threads(TrainConfig()) == physical_cores()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_micro_batch_candidates_and_plan() -> None:
