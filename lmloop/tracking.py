@@ -50,10 +50,9 @@ def ensure_experiment(name: str) -> str:
         return found.experiment_id
     tags = {_KIND: _MODEL_DEVELOPMENT, "mlflow.note.content": _EXPERIMENT_NOTE}
     served = settings.tracking_uri().startswith(("http://", "https://", "databricks"))
+    where = {} if served else {"artifact_location": f"{settings.artifact_root()}/{name}"}
     try:
-        if served:
-            return c.create_experiment(name, tags=tags)
-        return c.create_experiment(name, artifact_location=f"{settings.artifact_root()}/{name}", tags=tags)
+        return c.create_experiment(name, tags=tags, **where)
     except MlflowException:
         found = c.get_experiment_by_name(name)  # another flow created it since we looked
         if found is None:
