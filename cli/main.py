@@ -353,6 +353,10 @@ def deploy(
     config: ConfigOpt = "tiny",
     set_: SetOpt = None,
     cron: Annotated[str | None, typer.Option(help="Schedule of the continual cycle; default continual.cron.")] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(min=1, help="Run the continual cycle every this many seconds instead of on the cron schedule."),
+    ] = None,
     pool: Annotated[
         str | None, typer.Option(help="Register in this process work pool for `prefect worker start` instead.")
     ] = None,
@@ -369,14 +373,15 @@ def deploy(
     if pool:
         from flows.deploy import deploy_to_pool
 
-        deploy_to_pool(cfg, pool, cron)
+        deploy_to_pool(cfg, pool, cron, interval)
         console.print(f"deployments continual/continual and training/training registered in work pool {pool!r}")
         console.print(f"start workers (any machine with this checkout): prefect worker start --pool {pool}")
         return
     from flows.deploy import serve_deployments
 
-    console.print(f"serving deployments continual/continual (cron {cron or cfg.continual.cron}) and training/training")
-    serve_deployments(cfg, cron)
+    every = f"every {interval:g} s" if interval is not None else f"cron {cron or cfg.continual.cron}"
+    console.print(f"serving deployments continual/continual ({every}) and training/training")
+    serve_deployments(cfg, cron, interval)
 
 
 @app.command()

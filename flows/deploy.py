@@ -9,6 +9,7 @@ form for manual runs; ``prefect deployment run continual/continual`` triggers a 
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from prefect import serve
@@ -20,13 +21,20 @@ from lmloop.config import PipelineConfig
 from lmloop.settings import PROJECT_ROOT
 
 
-def _settings(config: PipelineConfig, cron: str | None) -> dict[str, dict[str, Any]]:
+def _schedule(config: PipelineConfig, cron: str | None, interval: float | None) -> dict[str, Any]:
+    """An interval (seconds) when one is given, else the cron expression (the option's, else the config's)."""
+    if interval is not None:
+        return {"interval": timedelta(seconds=interval)}
+    return {"cron": cron or config.continual.cron}
+
+
+def _settings(config: PipelineConfig, cron: str | None, interval: float | None = None) -> dict[str, dict[str, Any]]:
     """Per deployment name: what both ways of deploying share."""
     # only what the config set: a warm start takes unset architecture fields from @champion
     params = {"config": config.model_dump(mode="json", exclude_unset=True)}
     return {
         "continual": {
-            "cron": cron or config.continual.cron,
+            **_schedule(config, cron, interval),
             "parameters": params,
             # one cycle at a time: a scheduled run that finds one in progress is cancelled, not queued behind it
             "concurrency_limit": ConcurrencyLimitConfig(
@@ -49,11 +57,13 @@ FLOWS = {
 }
 
 
-def deployments(config: PipelineConfig, cron: str | None = None) -> list:
-    return [FLOWS[name][0].to_deployment(name=name, **kw) for name, kw in _settings(config, cron).items()]
+def deployments(config: PipelineConfig, cron: str | None = None, interval: float | None = None) -> list:
+    return [FLOWS[name][0].to_deployment(name=name, **kw) for name, kw in _settings(config, cron, interval).items()]
 
 
-def deploy_to_pool(config: PipelineConfig, pool: str, cron: str | None = None) -> list[str]:
+def deploy_to_pool(
+    config: PipelineConfig, pool: str, cron: str | None = None, interval: float | None = None
+) -> list[str]:
     """Register both deployments in the process work pool ``pool`` (created when missing); workers
     started with ``prefect worker start --pool POOL`` run them from this checkout. Returns their ids."""
     from prefect import flow as prefect_flow
@@ -64,7 +74,7 @@ def deploy_to_pool(config: PipelineConfig, pool: str, cron: str | None = None) -
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     ids = []
-    for name, kw in _settings(config, cron).items():
+    for name, kw in _settings(config, cron, interval).items():
         remote = prefect_flow.from_source(source=str(PROJECT_ROOT), entrypoint=FLOWS[name][1])
         ids.append(
             str(remote.deploy(name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False, **kw))
@@ -72,6 +82,6 @@ def deploy_to_pool(config: PipelineConfig, pool: str, cron: str | None = None) -
     return ids
 
 
-def serve_deployments(config: PipelineConfig, cron: str | None = None) -> None:
+def serve_deployments(config: PipelineConfig, cron: str | None = None, interval: float | None = None) -> None:
     """Blocks: runs scheduled and manually triggered flow runs until interrupted."""
-    serve(*deployments(config, cron))
+    serve(*deployments(config, cron, interval))
