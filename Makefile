@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export LMLOOP_HOME ?= $(CURDIR)
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean ui
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 # one pytest-xdist worker per core (at most 4); a module's tests stay together on one worker (loadfile)
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
+# the MLflow UI (port 5000) and a Prefect server (port 4200) on this home; Ctrl-C stops both
+ui: $(STAMP)
+	$(VENV)/bin/lmloop ui
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -15,12 +15,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lmloop import settings
 from lmloop.config import ConfigError, load_config
-from lmloop.errors import UserError
-from lmloop.preflight import check_data, check_model
+from lmloop.errors import Rejected, UserError
+from lmloop.preflight import check_data, check_landing, check_model
 
 settings.freeze_heap_at_exit()  # first, so it runs last at exit
 
@@ -66,19 +67,23 @@ def _user_error(exc: BaseException, what: str = "error") -> typer.Exit:
 
 
 class _QuietUserErrors(logging.Filter):
-    """Prefect logs a failed task or flow with its traceback; for a user's mistake the message is enough."""
+    """Prefect logs a failed task or flow with its traceback; for a user's mistake, or data the gate
+    rejected, the message is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError) and not DEBUG["on"]:
+        if record.exc_info and isinstance(record.exc_info[1], UserError | Rejected) and not DEBUG["on"]:
             record.exc_info, record.exc_text = None, None
         return True
 
 
 def _quiet_prefect_tracebacks() -> None:
-    import prefect  # noqa: F401  (configures Prefect's handlers)
+    from prefect.logging.configuration import ensure_logging_setup
 
-    for handler in logging.getLogger("prefect").handlers:
-        handler.addFilter(_QuietUserErrors())
+    ensure_logging_setup()  # Prefect configures its handlers lazily: have them now, to filter them
+    quiet = _QuietUserErrors()
+    for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(quiet)
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -95,10 +100,16 @@ def _print_summary(result: dict[str, Any], title: str) -> None:
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(
-        f"Look at it: [bold]mlflow ui --backend-store-uri {settings.tracking_uri()}[/bold] "
-        f"then open http://127.0.0.1:5000 → Models → {result['model_name']} "
-        f"(version {result['model_version']}, alias {', '.join(result['aliases']) or 'none'})"
+        f"Look at it: [bold]{_runnable('lmloop')} ui[/bold], then open {settings.mlflow_ui_url()} → Models → "
+        f"{result['model_name']} (version {result['model_version']}, alias {', '.join(result['aliases']) or 'none'})",
+        soft_wrap=True,  # one line, whatever the terminal's width: it is copied as it is
     )
+
+
+def _runnable(program: str) -> str:
+    from lmloop.servers import runnable
+
+    return runnable(program)
 
 
 def _load(config: str | None, overrides: list[str] | None) -> Any:
@@ -109,13 +120,16 @@ def _load(config: str | None, overrides: list[str] | None) -> Any:
 
 
 def _preflight(check: Any, as_json: bool) -> None:
-    """A check that needs no Prefect server and opens no MLflow run: a mistake is told at once."""
+    """A check that needs no Prefect server and opens no MLflow run: a mistake is told at once; the notes
+    it returns (a likely mistake that does not stop the run) are printed as warnings."""
     try:
-        check()
+        notes = check()
     except UserError as exc:
         if as_json:
             _emit_json({"status": "error", "error": str(exc), "model_version": None})
         raise _user_error(exc) from exc
+    for note in notes if isinstance(notes, list) else []:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}", soft_wrap=True)
 
 
 @contextmanager
@@ -149,7 +163,7 @@ def _prefect_api() -> Iterator[None]:
         stop(server)
         console.print(f"[red]the temporary Prefect server did not start:[/red] {exc}")
         console.print(
-            "Start one that lmloop commands share instead: `lmloop ui` in another terminal (its Prefect server is "
+            f"Start one that lmloop commands share instead: `{_runnable('lmloop')} ui` in another terminal (its Prefect server is "
             "used automatically), or a team server and export PREFECT_API_URL=http://HOST:4200/api. "
             f"The server's log: {home.path / '.prefect' / 'server.log'}"
         )
@@ -197,7 +211,7 @@ def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
 def _same_command() -> str:
     import shlex
 
-    return shlex.join(["lmloop", *sys.argv[1:]])
+    return shlex.join([_runnable("lmloop"), *sys.argv[1:]])
 
 
 def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
@@ -214,6 +228,8 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
     except DataValidationError as exc:
         console.print("[red]data rejected[/red] —", end=" ")
         console.print(exc.details, soft_wrap=True, markup=False, highlight=False)  # paths whole, never markup
+        if exc.listing:
+            console.print(f"the list: {exc.listing}", soft_wrap=True, markup=False, highlight=False)
         if as_json:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
@@ -278,7 +294,7 @@ def finetune(
         console.print(f"[red]--task must be lm or classification, not {task!r}[/red]")
         raise typer.Exit(2)
     cfg = _load(config, set_)
-    _preflight(lambda: check_data(_sources(data, cfg), cfg.data), as_json)
+    _preflight(lambda: check_data(_sources(data, cfg), cfg.data, labels=task == "classification"), as_json)
     _preflight(lambda: check_model(cfg.registry.model_name, base), as_json)
     if test_data:
         _preflight(lambda: check_data(test_data, cfg.data), as_json)
@@ -313,6 +329,8 @@ def continual(
 ) -> None:
     """One continual-learning cycle: new files -> replay mix -> warm start from @champion -> gate -> promote?"""
     cfg = _load(config, set_)
+    if incoming is not None:
+        _preflight(lambda: check_landing(incoming), as_json)
     landing = Path(incoming or cfg.continual.landing or settings.home().landing)
     result = _nothing_to_do(landing, cfg.registry.model_name)
     if result is None:
@@ -367,7 +385,11 @@ def deploy(
 
     cfg = _load(config, set_)
     if not os.environ.get("PREFECT_API_URL"):
-        console.print("[yellow]PREFECT_API_URL is not set: start `prefect server start` and point at it, e.g.[/yellow]")
+        console.print(
+            f"[yellow]PREFECT_API_URL is not set: start `{_runnable('prefect')} server start` (or `{_runnable('lmloop')} "
+            "ui`) and point at it, e.g.[/yellow]",
+            soft_wrap=True,
+        )
         console.print("  export PREFECT_API_URL=http://127.0.0.1:4200/api")
         raise typer.Exit(2)
     if pool:
@@ -375,7 +397,9 @@ def deploy(
 
         deploy_to_pool(cfg, pool, cron, interval)
         console.print(f"deployments continual/continual and training/training registered in work pool {pool!r}")
-        console.print(f"start workers (any machine with this checkout): prefect worker start --pool {pool}")
+        console.print(
+            f"start workers (any machine with this checkout): {_runnable('prefect')} worker start --pool {pool}"
+        )
         return
     from flows.deploy import serve_deployments
 

@@ -6,29 +6,32 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, State
 
 from lmloop import settings, tracking
 from lmloop.config import PipelineConfig, with_knobs
+from lmloop.corpus import DataValidationError
 from lmloop.errors import NoModel
 from lmloop.landing import nothing_new as nothing_to_do
 from lmloop.runs import run_key
-from lmloop.state import State
+from lmloop.state import State as CycleState
 from tasks.continual import (
     apply_decision,
     close_cycle,
     find_new_files,
     judge_challenger,
     mix_and_pack,
+    reject_files,
     start_cycle,
 )
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_lm
 from tasks.register import register_model
-from tasks.tracking import stage_run, tracked_run
+from tasks.tracking import name_flow_run, stage_run, tag_flow_run, tracked_run
 
 
-def _cycle_config(config: PipelineConfig, state: State, batch: str) -> PipelineConfig:
+def _cycle_config(config: PipelineConfig, state: CycleState, batch: str) -> PipelineConfig:
     """New data is deduplicated against everything trained on and stripped of frozen-slice documents (but
     for the batch's own slice, frozen already if an earlier attempt at this cycle crashed after that)."""
     frozen = [str(p) for name, p in state.frozen_slices().items() if name != batch]
@@ -36,7 +39,9 @@ def _cycle_config(config: PipelineConfig, state: State, batch: str) -> PipelineC
     return config.model_copy(update={"data": data})
 
 
-@flow(name="continual", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
+@flow(
+    name="continual", flow_run_name="continual", log_prints=True, persist_result=True, result_serializer="json"
+)  # the summary, as JSON
 def continual_flow(
     incoming: str | None = None,
     preset: str | None = None,
@@ -60,18 +65,26 @@ def continual_flow(
     name = config.registry.model_name
     fresh = find_new_files(landing, home)
     if not fresh:
-        return nothing_new(landing, name)
+        name_flow_run("continual-nothing-new")
+        summary = nothing_new(landing, name)
+        return decided(summary, "nothing-new", summary["reason"])
     if tracking.alias_version(name, "champion") is None:
         raise NoModel(f"{name!r} has no champion yet: train one first (lmloop run), then cycles continue it")
     sources = [f["staged"] for f in fresh]
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
-    with tracked_run(config, f"continual-{batch_key[:8]}", sources, home, batch_key) as run:
+    run_name = f"continual-{batch_key[:8]}"
+    name_flow_run(run_name)  # the Prefect flow run and the MLflow run share the name
+    with tracked_run(config, run_name, sources, home, batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
-        cfg = _cycle_config(config, State(home.state), batch)
+        cfg = _cycle_config(config, CycleState(home.state), batch)
         parent = start_cycle(name, batch, run)
         champion = fetch_base_model(name, parent, requested=config.model, run=run)
         ingested = ingest_data(sources, data=cfg.data, validation=cfg.validation, run=run)
-        corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
+        try:
+            corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
+        except DataValidationError as exc:  # never read again, never counted against a later batch
+            reject_files(fresh, exc.report, batch=batch, run=run)
+            raise
         corpus = split_data(corpus, data=cfg.data, sources=sources, run=run)
         mix = mix_and_pack(corpus, champion, replay_ratio=cfg.continual.replay_ratio, seed=cfg.train.seed, run=run)
         with stage_run(run, "train") as child:
@@ -87,7 +100,7 @@ def continual_flow(
             )
             outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=child)
         close_cycle(corpus, fresh, batch, run)
-    return {
+    summary = {
         "new_files": sources,
         "promoted": outcome["promoted"],
         "reason": outcome["reason"],
@@ -99,6 +112,15 @@ def continual_flow(
         "run_id": run.run_id,
         "mix": {k: mix.counts[k] for k in ("new_documents", "replay_documents")},
     }
+    verdict_word = "promoted" if outcome["promoted"] else "rejected"
+    return decided(summary, verdict_word, f"{verdict_word} v{challenger.model_version}: {outcome['reason']}")
+
+
+def decided(summary: dict[str, Any], decision: str, message: str) -> State:
+    """The flow run's final state: Completed, with the decision as its message and as a tag, so the Prefect
+    UI tells a promotion from a rejection without opening the run; its result is ``summary``."""
+    tag_flow_run(f"decision:{decision}")
+    return Completed(message=message[:1000], data=summary)
 
 
 def _named(numbers: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,18 @@ def below_baseline(metrics: dict[str, float]) -> str | None:
     return f"below the TF-IDF + logistic-regression baseline on the same test rows ({figures})"
 
 
-@flow(name="finetune", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
+def _named() -> str:
+    """The flow run's name: the MLflow run's (not a random one)."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    lora = "-lora" if params.get("lora") else ""
+    return params.get("run_name") or f"finetune-{params.get('task', 'lm')}{lora}"
+
+
+@flow(
+    name="finetune", flow_run_name=_named, log_prints=True, persist_result=True, result_serializer="json"
+)  # the summary, as JSON
 def finetune_flow(
     task: Literal["lm", "classification"] = "lm",
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
@@ -49,7 +60,7 @@ def finetune_flow(
     sources = list(data or config.data.sources)
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
-    check_data(sources, config.data)  # before the run opens: a mistake leaves no MLflow run behind
+    check_data(sources, config.data, labels=task == "classification")  # before the run opens: no run left behind
     check_model(config.registry.model_name, base)
     held_out = list(test_data or config.eval.test_sources)
     if held_out:

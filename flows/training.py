@@ -20,7 +20,16 @@ from tasks.tracking import tracked_run
 from tasks.train import pretrain_model
 
 
-@flow(name="training", log_prints=True, persist_result=True, result_serializer="json")  # the summary, as JSON
+def _named() -> str:
+    """The flow run's name: the MLflow run's (not a random one)."""
+    from prefect.runtime import flow_run
+
+    return flow_run.parameters.get("run_name") or "pretrain"
+
+
+@flow(
+    name="training", flow_run_name=_named, log_prints=True, persist_result=True, result_serializer="json"
+)  # the summary, as JSON
 def training_flow(
     data: list[str] | None = None,
     preset: str | None = None,

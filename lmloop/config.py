@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from data_checks.thresholds import ValidationConfig
-from lmloop.errors import UserError
+from lmloop.errors import UserError, did_you_mean
 from lmloop.settings import PROJECT_ROOT
 
 __all__ = ["ValidationConfig"]  # defined beside the suites that use it; part of the pipeline config
@@ -289,11 +289,14 @@ def resolve_preset(name_or_path: str, preset_dirs: list[Path] | None = None) -> 
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path
-    for root in preset_dirs or [SHIPPED_PRESETS]:
+    roots = preset_dirs or [SHIPPED_PRESETS]
+    for root in roots:
         candidate = root / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{name_or_path}: no such config file or preset (looked in configs/)")
+    presets = sorted({p.stem for root in roots if root.is_dir() for p in root.glob("*.yaml")})
+    hint = did_you_mean(name_or_path, presets) or (f"; the presets: {', '.join(presets)}" if presets else "")
+    raise ConfigError(f"{name_or_path}: no such config file or preset (looked in configs/){hint}")
 
 
 def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
@@ -374,13 +377,30 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections")
-    for assignment in [*env_overrides(), *(overrides or [])]:
+    origins: dict[str, str] = {}  # key -> where its value came from, when not the file
+    environment = env_overrides()
+    for assignment in [*environment, *(overrides or [])]:
         apply_override(raw, assignment)
+        key = assignment.partition("=")[0].strip()
+        origins[key] = f"--set {assignment}" if assignment not in environment else f"environment {_env_name(key)}"
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_problem(e) for e in exc.errors())
-        raise ConfigError(f"{source}: invalid config: {problems}") from exc
+        raise ConfigError(_invalid(exc, source, origins)) from exc
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _invalid(exc: ValidationError, source: str, origins: dict[str, str]) -> str:
+    """Each problem blamed on where its value came from: a ``--set``, an environment variable, or the file."""
+    by_origin: dict[str, list[str]] = {}
+    for error in exc.errors():
+        key = ".".join(map(str, error["loc"]))
+        origin = next((o for k, o in origins.items() if key == k or key.startswith(k + ".")), source)
+        by_origin.setdefault(origin, []).append(_problem(error))
+    return "; ".join(f"{origin}: invalid config: {'; '.join(problems)}" for origin, problems in by_origin.items())
 
 
 def with_knobs(

@@ -18,17 +18,21 @@ from data_checks import validate_corpus
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.contracts import Corpus, write_json
 from lmloop.data import FileReport, History, frozen_eval, manifest_digest, select_documents
+from lmloop.errors import Rejected
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(Rejected):
     """The data gate rejected the input; ``report`` holds every rejected file and failed expectation.
-    ``str()`` is one line (what Prefect logs for the failed task and flow); ``details`` lists the files,
+    ``str()`` is one line (what Prefect logs for the failed task and flow) that names the written list
+    (``listing``, also the run's MLflow artifact ``data/validation.md``); ``details`` lists the files,
     printed once by the CLI."""
 
-    def __init__(self, report: dict[str, Any], message: str) -> None:
-        super().__init__(message.splitlines()[0].rstrip(":") + " (the list: validation/validation.md)")
+    def __init__(self, report: dict[str, Any], message: str, listing: Path | None = None) -> None:
+        where = f" (the list: {listing}; in MLflow: data/validation.md)" if listing else ""
+        super().__init__(message.splitlines()[0].rstrip(":") + where)
         self.report = report
         self.details = message
+        self.listing = listing
 
 
 def quarantine(report: FileReport, folder: Path) -> Path:
@@ -103,7 +107,8 @@ def gate(
     _write(corpus, reports, shard_paths, keep)
     if not success:
         message = _message(rejected, read, validation.max_failed_file_share) if rejected else ""
-        raise DataValidationError(summary, "\n".join(filter(None, [message, corpus_check.summary()])))
+        details = "\n".join(filter(None, [message, corpus_check.summary()]))
+        raise DataValidationError(summary, details, corpus.path / "validation.md")
     return corpus
 
 

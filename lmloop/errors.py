@@ -10,6 +10,11 @@ class UserError(ValueError):
     """The input or the request is wrong; the message names the cause and the fix."""
 
 
+class Rejected(RuntimeError):
+    """An outcome, not a bug: the data gate (or another check) turned the input down, and the message says
+    why. The CLI prints it once, without the tracebacks Prefect logs for a failed task and flow."""
+
+
 class NoModel(UserError):
     """The registered model, alias or version asked for does not exist (yet)."""
 

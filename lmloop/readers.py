@@ -67,6 +67,21 @@ def missing_column(uri: str, wanted: str, columns: list[str]) -> str:
     return f"{uri}: no column {wanted!r} holds the text (columns: {', '.join(columns) or 'none'}); {fix}"
 
 
+_LABELLY = ("label", "labels", "category", "class", "target", "topic", "tag", "section", "intent", "sentiment")
+
+
+def label_column_guess(wanted: str, columns: list[str], taken: tuple[str | None, ...]) -> str | None:
+    """The column that most likely holds the labels when ``wanted`` is not there (None: no good guess)."""
+    others = [c for c in columns if c not in taken]
+    close = difflib.get_close_matches(wanted, others, n=1, cutoff=0.6)
+    return (close or [c for c in others if c.lower() in _LABELLY] or [None])[0]
+
+
+def missing_label_column(uri: str, wanted: str, columns: list[str], guess: str | None) -> str:
+    fix = f"did you mean {guess!r}? --set data.label_column={guess}" if guess else "set data.label_column to it"
+    return f"{uri}: no column {wanted!r} holds the labels (columns: {', '.join(columns) or 'none'}); {fix}"
+
+
 def columns_of(source: SourceFile) -> list[str] | None:
     """The columns of a file's first record (None for plain text and JSON arrays: nothing to check cheaply)."""
     if source.format == "csv":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,20 @@ from typing import Any
 from lmloop import settings
 
 BIN = Path(sys.executable).parent
+
+
+def runnable(program: str) -> str:
+    """How to type ``program``, an entry point of this environment (``lmloop``, ``mlflow``), so that it works
+    as printed from the folder the command ran in: its bare name when the shell finds this environment's copy
+    (an activated venv), else its path, relative when it lies below the working folder (``.venv/bin/lmloop``)."""
+    path = BIN / program
+    found = shutil.which(program)
+    if found and os.path.exists(path) and os.path.samefile(found, path):
+        return program
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

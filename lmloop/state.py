@@ -1,6 +1,7 @@
 """Durable state that outlives runs, under one root (``LMLOOP_HOME/state``, passed in, never looked up):
 
-- ``watermark.json``: content hashes of every landing file a continual cycle has consumed;
+- ``watermark.json``: content hashes of every landing file a continual cycle has consumed (trained on, or
+  rejected by the data gate, with the reason);
 - ``trained_doc_ids.npy``: ids of every document a registered model trained on (dedup);
 - ``trained_minhash/<name>.n<ngram>.npy``: their MinHash signatures, one file per model or batch (near-dups);
 - ``eval_slices/<name>.jsonl``: frozen eval slices — the test split of the first training and of every
@@ -59,6 +60,12 @@ class State:
     def advance_watermark(self, files: list[dict[str, str]], batch: str) -> None:
         seen = self.watermark() | {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
         _write(self.root / "watermark.json", seen)
+
+    def reject_files(self, files: list[dict[str, str]], batch: str, reasons: dict[str, str]) -> None:
+        """Landing files the data gate rejected (``reasons`` by file hash): consumed as rejected, so no later
+        cycle reads them again or counts them against its batch. The quarantine keeps their copies."""
+        rejected = {f["sha256"]: {"uri": f["uri"], "batch": batch, "rejected": reasons[f["sha256"]]} for f in files}
+        _write(self.root / "watermark.json", self.watermark() | rejected)
 
     # -- documents already trained on
     @property

@@ -360,6 +360,14 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
+def model_aliases(name: str) -> dict[str, str]:
+    """The aliases the registered model ``name`` has (alias -> version); empty when there is no such model."""
+    try:
+        return {alias: str(version) for alias, version in client().get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
 def set_alias(name: str, alias: str, version: str) -> None:
     client().set_registered_model_alias(name, alias, version)
 

@@ -23,6 +23,21 @@ def find_new_files(landing: str, home: Home) -> list[dict[str, str]]:
 
 
 @task
+def reject_files(files: list[dict[str, str]], report: dict[str, Any], *, batch: str, run: Run) -> list[str]:
+    """The landing files the data gate rejected are consumed as rejected (their copies are in quarantine):
+    the next cycle neither reads them again nor counts them against its batch. Files of the batch that
+    passed stay new. Returns the rejected files' landing URIs."""
+    reasons = {_plain(r["file"]): "; ".join(r["reasons"])[:1000] for r in report.get("rejected_files", [])}
+    rejected = [f for f in files if _plain(f["staged"]) in reasons]
+    State(run.home.state).reject_files(rejected, batch, {f["sha256"]: reasons[_plain(f["staged"])] for f in rejected})
+    return [f["uri"] for f in rejected]
+
+
+def _plain(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+@task
 def start_cycle(name: str, batch: str, run: Run) -> str:
     """The champion version this cycle starts from (the same on every rerun of the cycle)."""
     return continual.cycle_parent(name, batch, State(run.home.state))

@@ -107,10 +107,34 @@ def _stage_table(run: Run) -> None:
         tracking.log_table(run.run_id, rows, "stages.json")
 
 
+def name_flow_run(name: str) -> None:
+    """Name the Prefect flow run this code runs in after what it does (the MLflow run's name), in place of
+    Prefect's random one; nothing outside a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.get_id():
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.get_id(), name=name)
+
+
+def tag_flow_run(*tags: str) -> None:
+    """Add ``tags`` to the Prefect flow run this code runs in (the UI filters runs by tag)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.get_id():
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run.get_id()).tags
+            client.update_flow_run(flow_run.get_id(), tags=list(dict.fromkeys([*current, *tags])))
+
+
 @task
-def finish_tracking(run: Run, key: str, status: str) -> None:
-    """``status``: complete (FINISHED), rejected (data gate; a re-run starts afresh) or failed (resumable).
-    An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
+def finish_tracking(run: Run, key: str, status: str, reason: str | None = None) -> None:
+    """``status``: complete (FINISHED), rejected (data gate, ``reason`` tagged; a re-run starts afresh) or
+    failed (resumable). An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
+    if status == "rejected":
+        tracking.set_tags(run.run_id, {"gate.decision": "data_rejected", "gate.reason": (reason or "")[:5000]})
     if status == "complete":
         try:  # a report: reading the task runs back must never fail the run it describes
             _stage_table(run)
@@ -145,8 +169,9 @@ def tracked_run(
     try:
         crash_point("run-started")
         yield run
-    except DataValidationError:
-        finish_tracking(run, key, "rejected")
+    except DataValidationError as exc:
+        finish_tracking(run, key, "rejected", exc.details or str(exc))
+        tag_flow_run("decision:data-rejected")
         raise
     except Exception:
         finish_tracking(run, key, "failed")

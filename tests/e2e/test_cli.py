@@ -50,6 +50,12 @@ def test_run_json_contract(home: Path, corpus: Path) -> None:
         assert out["metrics"][key] > 0
     assert out["validation"]["success"] is True and out["validation"]["failed_expectations"] == []
     assert (home / "mlruns" / "mlflow.db").exists(), "LMLOOP_HOME moves the MLflow store"
+    (hint,) = [line for line in proc.stderr.splitlines() if line.startswith("Look at it: ")]  # one line
+    command = hint.removeprefix("Look at it: ").split(", then open")[0]
+    plain = {**os.environ, "PATH": "/usr/bin:/bin"}  # a plain shell: no environment activated
+    works = subprocess.run(f"{command} --help", shell=True, env=plain, capture_output=True, text=True, timeout=120)
+    assert command.endswith(" ui") and works.returncode == 0, (command, works.stderr[-500:])
+    assert "Models → lmloop-lm (version 1, alias champion)" in hint
 
 
 def test_finetune_classification_json_contract(home: Path, corpus: Path) -> None:
@@ -87,6 +93,9 @@ def test_bad_data_exits_non_zero_and_registers_nothing(home: Path, tmp_path: Pat
     assert out["validation"]["success"] is False
     assert "expect_column_values_to_be_in_set" in out["validation"]["failed_expectations"]
     assert "labels.jsonl:1" in proc.stderr and out["model_version"] is None
+    assert "Traceback" not in proc.stderr, "rejected data is an outcome, told once: not a bug's traceback"
+    listing = proc.stderr.split("(the list: ")[1].split(";")[0]
+    assert Path(listing).name == "validation.md" and "labels.jsonl" in Path(listing).read_text()
     env = {**os.environ, **dict.fromkeys(MLFLOW_URIS, f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")}
     check = subprocess.run(
         [

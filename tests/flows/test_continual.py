@@ -96,12 +96,27 @@ def _stages(run_id: str) -> dict[str, object]:
     return {r.info.run_name: r for r in children}
 
 
+def _cycle(incoming: Path):
+    """One cycle, and the Prefect flow run it was (name, tags, final state)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.continual import continual_flow
+
+    state = continual_flow(config=_config(), incoming=str(incoming), return_state=True)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    return state.result(raise_on_failure=False), flow_run
+
+
 def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path) -> None:
     from flows.continual import continual_flow
 
     write_corpus(home / "landing-b", seed=7, shift=True, docs=400, files=1)
-    out = continual_flow(config=_config(), incoming=str(home / "landing-b"))
+    out, flow_run = _cycle(home / "landing-b")
     batch = f"batch-{out['run_id'][:8]}"
+    cycle_name = tracking.client().get_run(out["run_id"]).info.run_name
+    assert flow_run.name == cycle_name, "the Prefect flow run is named as the MLflow run: continual-<batch>"
+    assert "decision:promoted" in flow_run.tags and flow_run.state.message.startswith(f"promoted v{out['challenger']}")
     new, base = out["slices"][batch], next(v for k, v in out["slices"].items() if k.startswith("base-"))
     assert out["promoted"] is True, out["reason"]
     assert new["challenger_bits_per_byte"] < new["previous_champion_bits_per_byte"]
@@ -143,12 +158,15 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
 
 
 def test_a_harmful_batch_is_rejected_and_the_champion_stays(home: Path) -> None:
-    from flows.continual import continual_flow
 
     champion = tracking.alias_version(NAME, "champion")
     _shuffled_batch(home / "landing-harm")
-    out = continual_flow(config=_config(), incoming=str(home / "landing-harm"))
+    out, flow_run = _cycle(home / "landing-harm")
     assert out["promoted"] is False, out["reason"]
+    assert flow_run.state.type.value == "COMPLETED" and "decision:rejected" in flow_run.tags
+    assert (
+        flow_run.state.message.startswith(f"rejected v{out['challenger']}") and "forgetting" in flow_run.state.message
+    )
     assert "forgetting" in out["reason"]
     assert tracking.alias_version(NAME, "champion") == champion == out["champion"]
     assert tracking.alias_version(NAME, "challenger") == out["challenger"]
@@ -187,3 +205,33 @@ def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
     expected = promoted[0]["challenger"] if promoted else champion
     assert tracking.alias_version(NAME, "champion") == expected
     assert len(json.loads((state_dir() / "watermark.json").read_text())) == 3  # batches b, harm and c
+
+
+def test_a_batch_the_data_gate_rejects_is_consumed_once_and_the_next_good_file_trains(home: Path) -> None:
+    """Rejected data: one FAILED run named for its batch, the reason tagged on both sides, the listing it points
+    at exists, and the bad file is never read (or counted against a batch) again."""
+    landing = home / "landing-d"
+    landing.mkdir()
+    (landing / "bad.jsonl").write_bytes(random.Random(1).randbytes(20_000))
+    out, flow_run = _cycle(landing)
+    assert flow_run.state.type.value == "FAILED" and "decision:data-rejected" in flow_run.tags
+    listing = Path(str(out).split("(the list: ")[1].split(";")[0])
+    assert listing.name == "validation.md" and "bad.jsonl" in listing.read_text()
+    (rejected,) = _mlflow_runs_of(flow_run)
+    assert rejected.info.run_name == flow_run.name and rejected.info.status == "FAILED"
+    assert "not valid UTF-8" in rejected.data.tags["gate.reason"]
+    again, second = _cycle(landing)
+    assert again["promoted"] is None and "nothing new" in again["reason"], "the bad file is consumed, as rejected"
+    assert second.name == "continual-nothing-new" and "decision:nothing-new" in second.tags
+    write_corpus(landing, seed=40, shift=True, docs=200, files=1)  # a good file lands beside the bad one
+    trained, _ = _cycle(landing)
+    assert trained["promoted"] is not None and [Path(f).name for f in trained["new_files"]] == ["part-000.jsonl"]
+    marks = json.loads((state_dir() / "watermark.json").read_text()).values()
+    assert sum(1 for m in marks if "rejected" in m) == 1, "recorded once, with its reason"
+
+
+def _mlflow_runs_of(flow_run) -> list:
+    """The MLflow runs a Prefect flow run opened (their link tag points back at it)."""
+    client = tracking.client()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, f"tags.`lmloop.prefect.flow_run_id` = '{flow_run.id}'")

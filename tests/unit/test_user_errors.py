@@ -85,7 +85,8 @@ def test_config_show_comments_stay_comments(tmp_path: Path) -> None:
 
 
 def test_a_missing_landing_folder_is_a_warning_and_answers_without_a_server(tmp_path: Path) -> None:
-    proc = _lmloop(tmp_path, "continual", "--incoming", str(tmp_path / "landing"), "--json")
+    """The configured landing folder may not exist yet (the first cycle may come before any data)."""
+    proc = _lmloop(tmp_path, "continual", "--set", f"continual.landing={tmp_path / 'landing'}", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["promoted"] is None and "does not exist" in out["warning"]
@@ -113,3 +114,67 @@ def test_unknown_keys_in_yaml_and_overrides_get_suggestions(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="did you mean train.learning_rate"):
         load_config(str(bad))
     assert load_config("tiny", ["data.storage_options={s3: {key: k}}"]).data.storage_options["s3"]["key"]
+
+
+def test_a_mistyped_incoming_folder_is_a_mistake_not_nothing_to_do(tmp_path: Path) -> None:
+    (tmp_path / "landing").mkdir()
+    proc = _lmloop(tmp_path, "continual", "--incoming", str(tmp_path / "landng"), "--json")
+    message = _one_clear_line(proc)
+    assert "no such folder" in message and "did you mean landing?" in message
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "error"
+
+
+def test_a_mistyped_preset_gets_a_suggestion(tmp_path: Path) -> None:
+    message = _one_clear_line(_lmloop(tmp_path, "run", "--config", "tniy", "--data", str(tmp_path)))
+    assert "did you mean tiny?" in message
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_preset(tmp_path: Path) -> None:
+    message = _one_clear_line(_lmloop(tmp_path, "run", "--data", str(tmp_path), "--set", "train.max_steps=ten"))
+    assert "--set train.max_steps=ten" in message and "tiny.yaml" not in message
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("train:\n  batch_size: -3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(bad), ["train.max_steps=ten"])
+    assert f"{bad}: invalid config: train.batch_size" in str(caught.value), "the file for its own value"
+    assert "--set train.max_steps=ten: invalid config: train.max_steps" in str(caught.value)
+
+
+def _relabelled(tmp_path: Path) -> Path:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"words {i} here", "category": "ab"[i % 2]}) + "\n" for i in range(60)))
+    return data
+
+
+def test_a_label_column_under_another_name_is_named_before_a_classifier_runs(tmp_path: Path) -> None:
+    data = _relabelled(tmp_path)
+    message = _one_clear_line(_lmloop(tmp_path, "finetune", "--task", "classification", "--data", str(data)))
+    assert "no column 'label'" in message and "did you mean 'category'?" in message
+    assert "--set data.label_column=category" in message
+    assert _runs(tmp_path) == 0
+
+
+def test_run_warns_of_a_label_column_under_another_name(tmp_path: Path) -> None:
+    from lmloop.preflight import check_data
+
+    notes = check_data([str(_relabelled(tmp_path))], load_config("tiny").data)
+    assert len(notes) == 1 and "did you mean 'category'?" in notes[0]
+    assert check_data([str(_relabelled(tmp_path))], load_config("tiny", ["data.label_column=category"]).data) == []
+
+
+def test_a_mistyped_alias_names_the_aliases_there_are(tmp_path: Path) -> None:
+    from lmloop.errors import NoModel
+    from lmloop.preflight import check_model
+    from tests.conftest import mlflow_store, store_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_store(uri):
+        client = store_client(uri)
+        client.create_registered_model("m")
+        version = client.create_model_version("m", str(tmp_path), run_id=None).version
+        client.set_registered_model_alias("m", "champion", version)
+        assert check_model("m", "champion") == str(version)
+        with pytest.raises(NoModel, match=r"no alias 'chmpion'; did you mean champion\? its aliases: champion \(v1\)"):
+            check_model("m", "chmpion")
+        with pytest.raises(NoModel, match="train one first"):
+            check_model("other", "champion")
