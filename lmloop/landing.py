@@ -48,7 +48,17 @@ def has_work(landing: Path, state: State) -> bool:
     if not landing.exists():
         return False
     seen = state.watermark()
-    return any(sha256_uri(source.uri)[0] not in seen for source in _files(landing))
+    return any(sha not in seen for source in _files(landing) if (sha := _hash(source)))
+
+
+def _hash(source: Any) -> str | None:
+    """The file's content hash; None when it vanished (or stopped being readable) since it was listed:
+    a landing folder changes under a cycle, and the next cycle looks again."""
+    try:
+        return sha256_uri(source.uri)[0]
+    except OSError as exc:
+        logging.getLogger("lmloop").warning("%s could not be read (%s): left for the next cycle", source.uri, exc)
+        return None
 
 
 def _files(landing: Path) -> list[Any]:
@@ -92,10 +102,14 @@ def new_files(landing: Path, state: State, staging: Path) -> list[dict[str, str]
     _drop_consumed(staging, seen)
     fresh = []
     for source in _files(landing):
-        sha, _ = sha256_uri(source.uri)
-        if sha in seen:
+        sha = _hash(source)
+        if sha is None or sha in seen:
             continue
-        staged = source.uri if source.format == "hf" else _stage(source, sha, staging)
+        try:
+            staged = source.uri if source.format == "hf" else _stage(source, sha, staging)
+        except OSError as exc:  # gone or unreadable between hashing and copying
+            logging.getLogger("lmloop").warning("%s could not be read (%s): left for the next cycle", source.uri, exc)
+            continue
         if staged is None:
             logging.getLogger("lmloop").warning("%s changed while it was read: left for the next cycle", source.uri)
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,22 @@ def _walk(folder: Path) -> Iterator[Path | Rejected]:
                 yield here / f
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` is not read, or None: only regular files (and folders) are. A FIFO would block the read
+    forever (and, on a schedule with concurrency 1, every later cycle); a socket or device is no data; a
+    symlink loop cannot be opened; a file that vanished since it was listed is simply gone."""
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks: their target is what would be read
+    except FileNotFoundError:
+        return "vanished between listing and reading: skipped"
+    except OSError as exc:  # ELOOP (a symlink loop), EACCES, ...
+        return f"cannot be opened ({exc.strerror}): skipped"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"{kind}, not a regular file: not read, skipped"
+
+
 def _local(source: str, roots: list[Path]) -> tuple[list[SourceFile], list[Rejected]]:
     matches = [Path(p) for p in glob.glob(str(Path(source).expanduser()), recursive=True)]
     if not matches:
@@ -140,7 +157,9 @@ def _local(source: str, roots: list[Path]) -> tuple[list[SourceFile], list[Rejec
             candidates.append(match)
     for path in candidates:
         kind = format_of(path.name)
-        if not _inside(path, roots):
+        if why := _unreadable(path):
+            rejected.append(Rejected(str(path), why, skipped=True))
+        elif not _inside(path, roots):
             target = os.path.realpath(path)
             rejected.append(Rejected(str(path), f"resolves to {target}, outside the data roots; not read"))
         elif path.is_dir():

@@ -35,3 +35,40 @@ def test_a_file_written_while_it_is_read_waits_for_the_next_cycle(
     assert hashlib.sha256(staged.read_bytes()).hexdigest() == fresh["sha256"] == hashed(str(growing))[0]
     state.advance_watermark([fresh], "batch-1")
     assert landing_folder.new_files(landing, state, staging) == [], "consumed"
+
+
+def test_fifos_symlink_loops_and_vanishing_files_are_skipped_and_the_rest_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO would block the read forever, a symlink loop cannot be opened, a file replaced between listing
+    and reading is gone: each is skipped (and listed), never a hang or a traceback; the good file is taken."""
+    import os
+    import threading
+
+    from lmloop.sources import discover
+
+    landing, state, staging = tmp_path / "landing", State(tmp_path / "state"), tmp_path / "incoming"
+    landing.mkdir()
+    (landing / "good.jsonl").write_text(json.dumps({"text": "a good row"}) + "\n")
+    os.mkfifo(landing / "pipe.jsonl")
+    (landing / "loop.jsonl").symlink_to(landing / "loop.jsonl")
+    (landing / "vanishing.jsonl").write_text(json.dumps({"text": "soon gone"}) + "\n")
+    files, skipped = discover([str(landing)])
+    reasons = {Path(r.uri).name: r.reason for r in skipped}
+    assert "FIFO" in reasons["pipe.jsonl"] and "symbolic links" in reasons["loop.jsonl"]
+    assert sorted(Path(f.uri).name for f in files) == ["good.jsonl", "vanishing.jsonl"]
+    hashed = landing_folder.sha256_uri
+
+    def replaced_before_it_is_read(uri: str) -> tuple[str, int]:
+        if uri.endswith("vanishing.jsonl"):
+            os.unlink(uri)  # the producer replaces it: gone between listing and reading
+        return hashed(uri)
+
+    monkeypatch.setattr(landing_folder, "sha256_uri", replaced_before_it_is_read)
+    found: list = []
+    worker = threading.Thread(target=lambda: found.extend(landing_folder.new_files(landing, state, staging)))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "a FIFO in the landing folder must not hang the cycle"
+    assert [Path(f["uri"]).name for f in found] == ["good.jsonl"]
+    assert landing_folder.has_work(landing, state)
