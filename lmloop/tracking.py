@@ -100,12 +100,22 @@ def metrics_with_stages(run_id: str) -> dict[str, float]:
     return {k: v for r in [run, *children] for k, v in r.data.metrics.items()}
 
 
+def absent(exc: MlflowException) -> bool:
+    """Does ``exc`` say the thing asked for does not exist (a run, a model, a version, an alias)? Only then
+    does a read mean "none"; any other error (a proxy's 503, a timeout, a refused login) is raised, never
+    taken for "no champion yet"."""
+    if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    # the registry's stores say a missing alias or version with INVALID_PARAMETER_VALUE, "... not found"
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message.lower()
+
+
 def run_exists(run_id: str) -> bool:
     """Is ``run_id`` in the tracking store? (Not when the store was lost or replaced since.)"""
     try:
         client().get_run(run_id)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+        if exc.error_code == "INVALID_PARAMETER_VALUE" or absent(exc):
             return False
         raise
     return True
@@ -313,8 +323,10 @@ def register_transformers_model(
 def _registered_with_key(name: str, run_id: str, key: str) -> str | None:
     try:
         versions = client().search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if absent(exc):
+            return None
+        raise  # a read error is not "not registered yet": registering again would make a second version
     found = [v for v in versions if v.tags.get("lmloop.registration_key") == key]
     return str(found[0].version) if found else None
 
@@ -337,8 +349,10 @@ def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
 def version_exists(name: str, version: str) -> bool:
     try:
         client().get_model_version(name, version)
-    except MlflowException:
-        return False
+    except MlflowException as exc:
+        if absent(exc):
+            return False
+        raise
     return True
 
 
@@ -354,18 +368,23 @@ def describe_version(name: str, version: str, description: str) -> None:
 
 
 def alias_version(name: str, alias: str) -> str | None:
+    """The version ``alias`` points at; None only when the alias (or the model) does not exist."""
     try:
         return str(client().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if absent(exc):
+            return None
+        raise
 
 
 def model_aliases(name: str) -> dict[str, str]:
     """The aliases the registered model ``name`` has (alias -> version); empty when there is no such model."""
     try:
         return {alias: str(version) for alias, version in client().get_registered_model(name).aliases.items()}
-    except MlflowException:
-        return {}
+    except MlflowException as exc:
+        if absent(exc):
+            return {}
+        raise
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
