@@ -233,10 +233,13 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
         if as_json:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
-    except MlflowException as exc:  # the tracking server is down or refused (after bounded retries)
+    except MlflowException as exc:  # the tracking server is down, or refused a request (after bounded retries)
         message = f"MLflow at {settings.tracking_uri()} failed: {exc.message[:2000]}"
         console.print(f"[red]failed:[/red] {message}")
-        console.print("Nothing was promoted; re-run the same command to resume once MLflow is back.")
+        if exc.error_code == "INVALID_PARAMETER_VALUE":  # a refusal, not an outage: a rerun fails the same way
+            console.print("Nothing was promoted. MLflow refused a value lmloop sent: please report it as a bug.")
+        else:
+            console.print("Nothing was promoted; re-run the same command to resume once MLflow is back.")
         if as_json:
             _emit_json({"status": "failed", "error": message, "model_version": None})
         raise typer.Exit(1) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -166,10 +167,31 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
     client().log_batch(run_id, params=[Param(k, v[:_PARAM_MAX]) for k, v in as_text.items()])
 
 
+_UNSAFE = re.compile(r"[^\w.\- :]")  # what MLflow refuses in one segment of a metric name
+
+
+def metric_key(name: str) -> str:
+    """``name`` as MLflow accepts it: each ``/`` segment keeps letters, digits, ``_ . - :`` and spaces, and a
+    segment that had anything else (a file ``export (1).jsonl``, a label ``R&D``) gets the rest replaced and
+    a short hash of the original, so two names never meet in one key. Unchanged when already valid."""
+    segments = []
+    for segment in name.split("/"):
+        clean = _UNSAFE.sub("_", segment)
+        if clean != segment or clean in ("", ".", ".."):
+            clean = f"{clean.strip('.') or '_'}_{hashlib.sha256(segment.encode()).hexdigest()[:6]}"
+        segments.append(clean)
+    return "/".join(segments)
+
+
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    """Every key made valid for MLflow (:func:`metric_key`); the run's ``metric_names.json`` maps the changed
+    ones back to the names lmloop's own reports use."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+    keys = {k: metric_key(k) for k in metrics}
+    batch = [Metric(keys[k], float(v), now, step or 0) for k, v in metrics.items()]
     client().log_batch(run_id, metrics=batch)
+    if renamed := {key: name for name, key in keys.items() if key != name}:
+        log_dict(run_id, renamed, f"metric_names/{hashlib.sha256(json.dumps(renamed).encode()).hexdigest()[:8]}.json")
 
 
 def metric_history(run_id: str, keys: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:

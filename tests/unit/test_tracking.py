@@ -62,3 +62,29 @@ def test_flows_starting_at_once_on_a_new_store_share_one_experiment(tmp_path: Pa
         ]
     assert errors == []
     assert all(len(got) == 6 and len(set(got)) == 1 for got in ids.values())
+
+
+def test_slice_names_mlflow_refuses_are_logged_under_valid_keys_and_mapped_back(tmp_path: Path) -> None:
+    """A data file ``export (1).jsonl`` or a label ``R&D`` failed every run after training (MLflow refuses
+    the metric name); valid names stay as they are, and two names never meet in one key."""
+    import json
+
+    from tasks.evaluate import flatten_slices
+
+    metrics = flatten_slices(
+        {
+            "source": {"export (1).jsonl": {"perplexity": 3.0}, "export [1].jsonl": {"perplexity": 4.0}},
+            "label": {"R&D": {"bits_per_byte": 1.5}, "news": {"bits_per_byte": 1.2}, "..": {"bits_per_byte": 1.0}},
+        }
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_store(uri):
+        run = store_client(uri).create_run(tracking.ensure_experiment("names")).info.run_id
+        tracking.log_metrics(run, metrics)
+        logged = store_client(uri).get_run(run).data.metrics
+        assert len(logged) == len(metrics) == 5 and logged["slice/label/news/bits_per_byte"] == 1.2
+        (names,) = store_client(uri).list_artifacts(run, "metric_names")
+        mapping = json.loads(Path(store_client(uri).download_artifacts(run, names.path, str(tmp_path))).read_text())
+    assert {mapping[k] for k in logged if k in mapping} == set(metrics) - {"slice/label/news/bits_per_byte"}
+    assert {logged[k] for k in mapping} == {3.0, 4.0, 1.5, 1.0}
+    assert tracking.metric_key("slice/source/part-000.jsonl/perplexity") == "slice/source/part-000.jsonl/perplexity"
