@@ -176,12 +176,30 @@ def classifier_rows(corpus: Corpus, test: Corpus | None) -> dict[str, Rows]:
     }
 
 
+PLOTTED_CLASSES = 30  # the confusion matrix shows the most frequent classes; the rest are one row and column
+
+
+def _most_frequent(
+    y_true: np.ndarray, y_pred: np.ndarray, names: list[str], limit: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """At most ``limit`` classes: the ``limit - 1`` most frequent true classes and "(other N)" for the rest,
+    so the figure (its size and its text objects grow with the square of the classes: 200 labels took
+    19 GB) stays bounded whatever the label count. The full per-class report is the JSON beside it."""
+    if len(names) <= limit:
+        return y_true, y_pred, names
+    keep = np.argsort(-np.bincount(y_true, minlength=len(names)), kind="stable")[: limit - 1]
+    index = np.full(len(names), limit - 1)
+    index[keep] = np.arange(limit - 1)
+    return index[y_true], index[y_pred], [names[k] for k in keep] + [f"(other {len(names) - limit + 1})"]
+
+
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    y_true, y_pred, names = _most_frequent(np.asarray(y_true), np.asarray(y_pred), names, PLOTTED_CLASSES)
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1.5))
     ax.imshow(matrix, cmap="Blues")

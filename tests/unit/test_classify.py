@@ -204,3 +204,25 @@ def test_tapt_and_the_head_run_on_the_configured_device(tmp_path: Path) -> None:
     summary = fit(model, data, data, cfg, 2, 0)
     assert next(model.parameters()).device.type == device_for(cfg).type
     assert summary["epochs_run"] >= 1 and predict(model, data, 0).shape == (16,)
+
+
+def test_the_confusion_plot_of_300_labels_stays_small(tmp_path: Path) -> None:
+    """The plot grew with the square of the label count (200 labels: 19 GB, a 500-label fine-tune was
+    OOM-killed after training); now it shows the 29 most frequent classes and one "(other N)"."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, resource, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from lmloop.classify import plot_confusion\n"
+        "rng = np.random.default_rng(0); y = rng.integers(0, 300, 6000); p = np.where(rng.random(6000) < .7, y, 0)\n"
+        "plot_confusion(y, p, [f'label-{i}' for i in range(300)], Path(sys.argv[1]))\n"
+        "print(json.dumps({'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    )
+    out = tmp_path / "cm.png"
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"] < 1024
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size < 2_000_000
