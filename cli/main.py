@@ -234,7 +234,7 @@ def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
             _emit_json({"status": "rejected", "validation": {**exc.report, "success": False}, "model_version": None})
         raise typer.Exit(1) from exc
     except MlflowException as exc:  # the tracking server is down, or refused a request (after bounded retries)
-        message = f"MLflow at {settings.tracking_uri()} failed: {exc.message[:2000]}"
+        message = settings.redact(f"MLflow at {settings.tracking_uri()} failed: {exc.message[:2000]}")
         console.print(f"[red]failed:[/red] {message}")
         if exc.error_code == "INVALID_PARAMETER_VALUE":  # a refusal, not an outage: a rerun fails the same way
             console.print("Nothing was promoted. MLflow refused a value lmloop sent: please report it as a bug.")
@@ -335,7 +335,8 @@ def continual(
     if incoming is not None:
         _preflight(lambda: check_landing(incoming), as_json)
     landing = Path(incoming or cfg.continual.landing or settings.home().landing)
-    result = _nothing_to_do(landing, cfg.registry.model_name)
+    with _store_answers(as_json):
+        result = _nothing_to_do(landing, cfg.registry.model_name)
     if result is None:
         from flows.continual import continual_flow
 
@@ -346,10 +347,29 @@ def continual(
         console.print(
             f"  {name}: previous champion v{result['previous_champion']} "
             f"{numbers['previous_champion_bits_per_byte']:.4f} vs challenger v{result['challenger']} "
-            f"{numbers['challenger_bits_per_byte']:.4f} bits/byte ({numbers['documents']} docs)"
+            f"{numbers['challenger_bits_per_byte']:.4f} bits/byte ({numbers['documents']:.0f} docs"
+            + (f", {numbers['documents_guarded']:.0f} still holding" if "documents_guarded" in numbers else "")
+            + ")"
         )
     if as_json:
         _emit_json(result)
+
+
+@contextmanager
+def _store_answers(as_json: bool) -> Iterator[None]:
+    """A tracking store that cannot be reached (or refuses) is one line naming it, exit 1, and the JSON
+    line still printed: not a traceback, and never an answer made of "nothing there"."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        first = (exc.message.strip().splitlines() or [""])[0][:300]
+        message = settings.redact(f"the MLflow store at {settings.tracking_uri()} did not answer: {first}")
+        console.print(f"[red]failed:[/red] {escape(message)}", soft_wrap=True)
+        if as_json:
+            _emit_json({"status": "failed", "error": message, "model_version": None})
+        raise typer.Exit(1) from exc
 
 
 def _nothing_to_do(landing: Path, name: str) -> dict[str, Any] | None:
@@ -477,7 +497,8 @@ def status(
     cfg = _load(config, set_)
     from lmloop.status import collect
 
-    info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
+    with _store_answers(as_json):
+        info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
     table = Table(title=f"{info['model_name']} ({info['versions']} versions) — {info['tracking_uri']}")
     for column in ("alias", "version", "created", "parent", "bits/byte*", "perplexity*", "gate"):
         table.add_column(column)
@@ -596,7 +617,7 @@ def config_show(
     comments = [  # one line each however narrow the terminal: a wrapped comment would run into the YAML
         f"# from {resolve_preset(config, settings.preset_dirs())}; environment: {env_overrides() or 'none'}; "
         f"--set: {set_ or 'none'}",
-        f"# LMLOOP_HOME={settings.home().root}  tracking URI={settings.tracking_uri()}",
+        f"# LMLOOP_HOME={settings.home().root}  tracking URI={settings.redact(settings.tracking_uri())}",
     ]
     for comment in comments:
         console.print(comment, style="dim", soft_wrap=True, markup=False, highlight=False)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import gc
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -103,6 +104,15 @@ def home() -> Home:
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store under ``mlruns/``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]+):[^\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, or a message quoting URLs) with every URL's password replaced by ``***``
+    (``http://user:***@host``): for what lmloop prints."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def mlflow_ui_url() -> str:

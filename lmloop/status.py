@@ -76,7 +76,7 @@ def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisio
     compared = [like_for_like(model_name, aliases[a]) for a in (CHAMPION, CHALLENGER)]
     return {
         "model_name": model_name,
-        "tracking_uri": settings.tracking_uri(),
+        "tracking_uri": settings.redact(settings.tracking_uri()),
         "lmloop_home": home.root,
         "versions": versions,
         "aliases": aliases,

@@ -178,3 +178,18 @@ def test_a_mistyped_alias_names_the_aliases_there_are(tmp_path: Path) -> None:
             check_model("m", "chmpion")
         with pytest.raises(NoModel, match="train one first"):
             check_model("other", "champion")
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["continual", "--json"]])
+def test_an_unreachable_store_is_one_line_naming_it_without_its_password(command: list[str], tmp_path: Path) -> None:
+    from lmloop.servers import free_port
+
+    store = f"http://bob:canary-pw-7731@127.0.0.1:{free_port()}"
+    env = {**os.environ, "LMLOOP_HOME": str(tmp_path), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "COLUMNS": "200"}
+    env |= dict.fromkeys(MLFLOW_URIS, store)
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "cli", *command], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "did not answer" in proc.stderr and "bob:***@127.0.0.1" in proc.stderr
+    assert "canary-pw-7731" not in proc.stdout + proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "failed"
