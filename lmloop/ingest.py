@@ -26,7 +26,7 @@ from lmloop.cleaning import bad_char_share, doc_id, normalize_text
 from lmloop.config import DataConfig, ValidationConfig
 from lmloop.data import SCHEMA, FileReport, settings_key, sha256_uri, write_signatures
 from lmloop.faults import crash_point
-from lmloop.files import private_tmp, write_text_atomic
+from lmloop.files import intact, private_tmp, seal, write_text_atomic
 from lmloop.progress import progress
 from lmloop.readers import Columns, ReadError, read_rows
 from lmloop.sources import SourceFile, discover
@@ -84,7 +84,7 @@ def _shard(frames: list[pd.DataFrame], shard: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
             for frame in frames:
                 writer.write_table(pa.Table.from_pandas(frame[SCHEMA.names], schema=SCHEMA, preserve_index=False))
-        tmp.replace(shard)
+        seal(tmp.replace(shard))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -150,6 +150,8 @@ class _Pending:
         if not self.cached.exists():
             return None
         report = FileReport(**json.loads(self.cached.read_text()))
+        if report.shard and not intact(Path(report.shard)):  # truncated or damaged since: read the file again
+            return None
         report.uri = self.source.uri
         return report
 

@@ -21,7 +21,7 @@ from lmloop.contracts import Corpus
 
 if TYPE_CHECKING:
     from datasets import Dataset
-from lmloop.files import private_tmp
+from lmloop.files import intact, private_tmp, seal
 from lmloop.progress import progress
 from lmloop.stopping import check_pending
 
@@ -64,7 +64,7 @@ def tokenize_shard(shard: str, encoding: tuple[Tokenizer, int], cache_dir: Path)
     """Token ids (each document followed by end-of-text) for one shard, streamed batch by batch into an
     Arrow file beside the others; ``(path, was_cached)``."""
     out = cache_dir / f"{Path(shard).stem}.arrow"
-    if out.exists():
+    if intact(out):  # a truncated or damaged entry is rebuilt, not read
         return str(out), True
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = private_tmp(out)  # concurrent runs tokenize into their own files; the rename is atomic
@@ -81,7 +81,7 @@ def tokenize_shard(shard: str, encoding: tuple[Tokenizer, int], cache_dir: Path)
                         texts = texts[_BATCH:]
                 if texts:
                     writer.write_batch(_encode(texts, *encoding))
-        tmp.replace(out)
+        seal(tmp.replace(out))
     finally:
         tmp.unlink(missing_ok=True)
     return str(out), False
@@ -90,7 +90,7 @@ def tokenize_shard(shard: str, encoding: tuple[Tokenizer, int], cache_dir: Path)
 def pending_shards(shards: list[str], tokenizer_dir: Path | str, cache_root: Path) -> list[str]:
     """The shards without token ids for this tokenizer yet (what a worker pool would tokenize)."""
     cache_dir = cache_root / tokenizer_digest(tokenizer_dir)
-    return [s for s in dict.fromkeys(shards) if not (cache_dir / f"{Path(s).stem}.arrow").exists()]
+    return [s for s in dict.fromkeys(shards) if not intact(cache_dir / f"{Path(s).stem}.arrow")]
 
 
 def tokenize_one(shard: str, tokenizer_dir: Path | str, cache_root: Path) -> str:

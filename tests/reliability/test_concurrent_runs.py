@@ -45,3 +45,36 @@ def test_two_runs_on_the_same_files_at_once(tmp_path: Path) -> None:
     assert first == second and len(first) == 12, "the same shards and token files for both runs"
     assert all(Path(p).exists() for p in first)
     assert not list(cache.rglob("*.partial")), "no temporary file left behind"
+
+
+def test_a_truncated_cache_entry_is_rebuilt_not_read(tmp_path: Path) -> None:
+    """A shard or token file cut short (a full disk, a killed copy) broke every later run with "Expected to be
+    able to read N bytes" and no file named; entries are sealed with their size and hash when written, and one
+    that no longer matches is rebuilt."""
+    from lmloop.ingest import process_file
+    from lmloop.sources import discover
+    from lmloop.token_cache import tokenize_shard, tokenize_shards
+    from lmloop.tokenizer import train_bpe
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text("".join(json.dumps({"text": f"document {i} words " * 5}) + "\n" for i in range(400)))
+    (source,), _ = discover([str(data)])
+    validation = ValidationConfig(min_rows=1)
+    first = process_file(source, DataConfig(), validation, tmp_path / "shards")
+    shard = Path(first.shard)
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: len(whole) // 2])
+    again = process_file(source, DataConfig(), validation, tmp_path / "shards")
+    assert again.rows_accepted == first.rows_accepted and shard.read_bytes() == whole, "read again, not reused"
+
+    tokenizer = tmp_path / "tokenizer"
+    train_bpe([f"document {i} words" for i in range(200)], 300, 1, tokenizer)
+    (tokens,) = tokenize_shards([str(shard)], tokenizer, tmp_path / "tokens")["paths"]
+    cached = Path(tokens).read_bytes()
+    Path(tokens).write_bytes(cached[:-100])
+    from lmloop.token_cache import encoder
+
+    path, was_cached = tokenize_shard(str(shard), encoder(tokenizer), Path(tokens).parent)
+    assert not was_cached and Path(path).read_bytes() == cached
+    assert tokenize_shard(str(shard), encoder(tokenizer), Path(tokens).parent)[1], "a sealed entry is reused"
