@@ -63,7 +63,7 @@ def continual_flow(
     home = settings.home()
     landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name
-    fresh = find_new_files(landing, home)
+    fresh = find_new_files(landing, home, settle=config.continual.settle_seconds)
     if not fresh:
         name_flow_run("continual-nothing-new")
         summary = nothing_new(landing, name)

@@ -244,6 +244,19 @@ class ContinualConfig(_Frozen):
     replay_ratio: float = Field(1.0, ge=0.0, description="Old training documents replayed per new one.")
     margin: float = Field(0.0, description="Bits/byte the new-slice improvement's 95% CI must stay above.")
     tolerance: float = Field(0.02, ge=0.0, description="Bits/byte any old slice may get worse (forgetting guard).")
+    drift_bits: float | None = Field(
+        0.1,
+        ge=0.0,
+        description="A label whose new documents the champion fits worse than its old ones by more than this "
+        "(bits/byte) has drifted: its old documents no longer hold, so the forgetting guard judges old slices on "
+        "the other documents. Unlabelled text never counts as drifted. None: every old document stays guarded.",
+    )
+    settle_seconds: float = Field(
+        2.0,
+        ge=0.0,
+        description="A new landing file is taken only when its size and mtime stay the same across this many "
+        "seconds (a writer still appending waits for the next cycle). Or write to NAME.partial and rename.",
+    )
     bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
     cron: str = Field("0 * * * *", description="Schedule of the continual deployment (lmloop deploy).")
     classification: dict[Literal["accuracy", "macro_f1"], float] = Field(

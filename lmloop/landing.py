@@ -92,29 +92,67 @@ def nothing_new(landing: Path, champion: str | None) -> dict[str, Any]:
     }
 
 
-def new_files(landing: Path, state: State, staging: Path) -> list[dict[str, str]]:
+def new_files(landing: Path, state: State, staging: Path, settle: float = 0.0) -> list[dict[str, str]]:
     """Landing files whose content no cycle has consumed, each copied into ``staging`` first: the cycle reads
     exactly the bytes it hashed (``staged``), and that hash is what the manifest and the watermark record.
-    A file that changes while it is copied is left for the next cycle."""
+    A file still being written (its size or mtime changes across ``settle`` seconds, or while it is copied)
+    is left for the next cycle; a file consumed before that has changed since is not read again."""
+    log = logging.getLogger("lmloop")
     for batch in state.finish_pending():  # a crash interrupted that cycle's close: finish it first
-        logging.getLogger("lmloop").warning("finished closing %s, interrupted by a crash", batch)
+        log.warning("finished closing %s, interrupted by a crash", batch)
     seen = state.watermark()
     _drop_consumed(staging, seen)
-    fresh = []
+    consumed = {entry.get("uri") for entry in seen.values()}
+    candidates = []
     for source in _files(landing):
         sha = _hash(source)
         if sha is None or sha in seen:
             continue
+        if source.uri in consumed:  # appended to, or rewritten, after a cycle read it
+            log.warning(
+                "%s was consumed before and has changed since: not read again (a landing file is read once; "
+                "put new data in a new file)",
+                source.uri,
+            )
+            continue
+        candidates.append((source, sha))
+    fresh = []
+    for source, sha in _settled(candidates, settle):
         try:
             staged = source.uri if source.format == "hf" else _stage(source, sha, staging)
         except OSError as exc:  # gone or unreadable between hashing and copying
-            logging.getLogger("lmloop").warning("%s could not be read (%s): left for the next cycle", source.uri, exc)
+            log.warning("%s could not be read (%s): left for the next cycle", source.uri, exc)
             continue
         if staged is None:
-            logging.getLogger("lmloop").warning("%s changed while it was read: left for the next cycle", source.uri)
+            log.warning("%s changed while it was read: left for the next cycle", source.uri)
             continue
         fresh.append({"uri": source.uri, "sha256": sha, "staged": str(staged)})
     return fresh
+
+
+def _settled(candidates: list[tuple[Any, str]], settle: float) -> list[tuple[Any, str]]:
+    """The candidates whose size and mtime stay the same across ``settle`` seconds (one wait for all): a
+    writer still appending (a slow copy, a logger) is caught before half a file is consumed."""
+    local = [c for c in candidates if c[0].is_local and c[0].format != "hf"]
+    if settle <= 0 or not local:
+        return candidates
+    before = {c[0].uri: _stamp(c[0].uri) for c in local}
+    time.sleep(settle)
+    kept = []
+    for source, sha in candidates:
+        if source.uri in before and _stamp(source.uri) != before[source.uri]:
+            logging.getLogger("lmloop").warning("%s is still being written: left for the next cycle", source.uri)
+            continue
+        kept.append((source, sha))
+    return kept
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -> None:

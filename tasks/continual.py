@@ -17,9 +17,9 @@ from lmloop.state import State
 
 
 @task
-def find_new_files(landing: str, home: Home) -> list[dict[str, str]]:
-    """New landing files, copied into ``work/incoming`` (the cycle reads those copies)."""
-    return new_files(Path(landing), State(home.state), home.work / "incoming")
+def find_new_files(landing: str, home: Home, settle: float = 0.0) -> list[dict[str, str]]:
+    """New landing files that stopped changing, copied into ``work/incoming`` (the cycle reads those copies)."""
+    return new_files(Path(landing), State(home.state), home.work / "incoming", settle)
 
 
 @task

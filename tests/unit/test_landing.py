@@ -72,3 +72,34 @@ def test_fifos_symlink_loops_and_vanishing_files_are_skipped_and_the_rest_is_tak
     assert not worker.is_alive(), "a FIFO in the landing folder must not hang the cycle"
     assert [Path(f["uri"]).name for f in found] == ["good.jsonl"]
     assert landing_folder.has_work(landing, state)
+
+
+def test_a_slowly_written_file_waits_until_it_settles_and_is_never_consumed_twice(tmp_path: Path) -> None:
+    """A writer appending to a .txt every few tenths of a second: a cycle in the middle takes nothing (the file
+    is still changing across the settle interval); once written it is taken whole; appended to after that, it is
+    not read again (its path is in the watermark once)."""
+    import threading
+    import time
+
+    landing, state, staging = tmp_path / "landing", State(tmp_path / "state"), tmp_path / "incoming"
+    landing.mkdir()
+    slow = landing / "slow.txt"
+    slow.write_text("first paragraph of a report\n\n")
+
+    def writer() -> None:
+        for i in range(12):
+            time.sleep(0.25)
+            with slow.open("a") as f:
+                f.write(f"paragraph {i} of the report, still being written\n\n")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert landing_folder.new_files(landing, state, staging, settle=1.0) == [], "still being written"
+    thread.join()
+    (whole,) = landing_folder.new_files(landing, state, staging, settle=1.0)
+    assert Path(whole["staged"]).read_text() == slow.read_text() and "paragraph 11" in slow.read_text()
+    state.advance_watermark([whole], "batch-1")
+    with slow.open("a") as f:
+        f.write("a late addition\n\n")
+    assert landing_folder.new_files(landing, state, staging, settle=0.2) == [], "a consumed path is read once"
+    assert [e["uri"] for e in state.watermark().values()] == [str(slow)]
