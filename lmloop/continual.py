@@ -7,6 +7,7 @@ token ids come from the content-addressed cache. Every folder is an argument.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,23 @@ from lmloop.state import State
 from lmloop.token_cache import corpus_tokens
 
 
-def cycle_parent(name: str, batch: str, state: State) -> str:
+def cycle_parent(name: str, batch: str, state: State) -> tuple[str, bool]:
     """The version this cycle warm-starts from and is judged against: ``@champion`` at its first attempt,
-    recorded, so a rerun after a crash (even after its own promotion) starts from the same parent."""
+    recorded, so a rerun after a crash (even after its own promotion) starts from the same parent. When the
+    champion moved since and the cycle was not judged yet (a rollback, another cycle's promotion), the cycle
+    is re-planned from the champion now (the old parent may be gone, or rejected by a person). Returns the
+    parent and whether the cycle was re-planned (what it trained so far came from another parent)."""
     from lmloop import tracking
 
-    parent = state.journal(batch).get("parent")
-    if parent is None:
-        parent = tracking.alias_version(name, "champion")
-        if parent is None:
-            raise NoModel(f"model {name!r} has no champion yet: train one first (lmloop run)")
-        state.note(batch, parent=parent)
-    return parent
+    journal = state.journal(batch)
+    champion = tracking.alias_version(name, "champion")
+    if champion is None:
+        raise NoModel(f"model {name!r} has no champion yet: train one first (lmloop run)")
+    parent = journal.get("parent")
+    if parent is not None and (parent == champion or "decision" in journal):
+        return parent, False
+    state.note(batch, parent=champion)
+    return champion, parent is not None
 
 
 def replay_tokens(
@@ -96,9 +102,10 @@ def score_slices(
     }
 
 
-def _capped(docs: list[tuple[str, str]], tokenizer: Any, limits: EvalConfig) -> list[str]:
-    texts, ids = [t for t, _ in docs], [d for _, d in docs]
-    return [texts[i] for i in eval_sample(texts, ids, tokenizer, limits.max_documents, limits.max_tokens)]
+def _capped(docs: list[dict[str, Any]], tokenizer: Any, limits: EvalConfig) -> list[dict[str, Any]]:
+    """The documents (rows with ``text``, ``doc_id``, ``label``) the evaluation sample keeps."""
+    texts, ids = [r["text"] for r in docs], [r["doc_id"] for r in docs]
+    return [docs[i] for i in eval_sample(texts, ids, tokenizer, limits.max_documents, limits.max_tokens)]
 
 
 def labelled_documents(corpus: Corpus, state: State) -> tuple[list[str], list[str]]:
@@ -122,6 +129,73 @@ def probe_comparison(
     }
     summary = {role: {k: m[k] for k in ("accuracy", "macro_f1")} for role, m in metrics.items()}
     return compared, {"documents": len(texts), **summary}
+
+
+MIN_LABEL_DOCUMENTS = 5  # documents of a label needed on each side before its drift is measured
+
+
+def drifted_labels(
+    new: list[dict[str, Any]], new_scores: DocScores, old: list[dict[str, Any]], old_scores: DocScores, bits: float
+) -> dict[str, tuple[float, float]]:
+    """The labels whose statistics moved, measured by the champion itself: on the new batch's held-out
+    documents of a label it is worse than on the frozen slices' documents of that label by more than
+    ``bits`` bits per byte. Those old documents no longer describe the data (the batch is the current word
+    on them, judged on its own slice). Returns label -> (champion on old, champion on new)."""
+    drifted = {}
+    for label in sorted({str(r["label"]) for r in new if r.get("label") not in (None, "")}):
+        on_new = np.array([str(r.get("label")) == label for r in new])
+        on_old = np.array([str(r.get("label")) == label for r in old])
+        if on_new.sum() < MIN_LABEL_DOCUMENTS or on_old.sum() < MIN_LABEL_DOCUMENTS:
+            continue
+        before, now = _held(old_scores, on_old).bits_per_byte(), _held(new_scores, on_new).bits_per_byte()
+        if now - before > bits:
+            drifted[label] = (before, now)
+    return drifted
+
+
+def still_holding(rows: list[dict[str, Any]], drifted: Iterable[str]) -> np.ndarray:
+    """Which of a frozen slice's documents still hold: unlabelled ones, and those of labels that did not drift."""
+    gone = set(drifted)
+    return np.array([r.get("label") in (None, "") or str(r["label"]) not in gone for r in rows], dtype=bool)
+
+
+def _held(scores: DocScores, keep: np.ndarray) -> DocScores:
+    return DocScores(nll=scores.nll[keep], tokens=scores.tokens[keep], bytes=scores.bytes[keep])
+
+
+def _concat(scores: list[DocScores]) -> DocScores:
+    return DocScores(*(np.concatenate([getattr(s, f) for s in scores]) for f in ("nll", "tokens", "bytes")))
+
+
+def _label_sample(corpus: Corpus, per_label: int = 50) -> list[dict[str, Any]]:
+    """Up to ``per_label`` documents of each label of the new batch, from all its splits (the champion never
+    saw any of them): enough to tell a drifted label even when the test split holds a few of it."""
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for split in ("test", "validation", "train"):
+        part = corpus.split(split)
+        if "label" not in part.column_names:
+            return []
+        for text, label in zip(part["text"], part["label"], strict=True):
+            bucket = by_label.setdefault(str(label), []) if label not in (None, "") else None
+            if bucket is not None and len(bucket) < per_label:
+                bucket.append({"text": text, "label": label})
+    return [row for bucket in by_label.values() for row in bucket]
+
+
+def _drift(
+    sample: tuple[list[dict[str, Any]], DocScores | None],
+    picked: dict[str, list[dict[str, Any]]],
+    champion: dict[str, DocScores],
+    batch: str,
+    bits: float | None,
+) -> dict[str, tuple[float, float]]:
+    """The drifted labels: the champion on the batch's label sample against the champion on the old slices."""
+    old = [name for name in picked if name != batch and picked[name]]
+    rows, scores = sample
+    if bits is None or not old or scores is None:
+        return {}
+    before = [r for name in old for r in picked[name]]
+    return drifted_labels(rows, scores, before, _concat([champion[n] for n in old]), bits)
 
 
 def judge(
@@ -150,16 +224,29 @@ def judge(
 
     tokenizer = load_tokenizer(challenger.dir)
     test = corpus.split("test")
-    docs = {batch: list(zip(test["text"], test["doc_id"], strict=True))}
-    docs |= {name: [(r["text"], r["doc_id"]) for r in rows] for name, rows in state.slice_rows().items()}
-    texts = {name: _capped(rows, tokenizer, limits) for name, rows in docs.items()}
+    labels = test["label"] if "label" in test.column_names else [None] * len(test)
+    rows = zip(test["text"], test["doc_id"], labels, strict=True)
+    docs = {batch: [{"text": t, "doc_id": d, "label": x} for t, d, x in rows]}
+    docs |= state.slice_rows()
+    picked = {name: _capped(rows, tokenizer, limits) for name, rows in docs.items()}
+    texts = {name: [r["text"] for r in rows] for name, rows in picked.items()}
     block = champion.model.block_size
     models = {
         role: load_pretrained(AutoModelForCausalLM, path)
         for role, path in (("champion", champion.dir), ("challenger", challenger.dir))
     }
     scores = {role: score_slices(model, tokenizer, texts, block, 32) for role, model in models.items()}
-    old = [(name, scores["champion"][name], scores["challenger"][name]) for name in texts if name != batch]
+    sample = _label_sample(corpus) if gate.drift_bits is not None else []
+    sample_scores = (
+        score_documents(models["champion"], tokenizer, [r["text"] for r in sample], block) if sample else None
+    )
+    drifted = _drift((sample, sample_scores), picked, scores["champion"], batch, gate.drift_bits)
+    holding = {name: still_holding(picked[name], drifted) for name in texts if name != batch}
+    old = [  # the forgetting guard: each old slice on the documents that still hold
+        (name, _held(scores["champion"][name], keep), _held(scores["challenger"][name], keep))
+        for name, keep in holding.items()
+        if keep.any()
+    ]
     compared, probe = None, {}
     if gate.classification:
         docs, labels = labelled_documents(corpus, state)
@@ -171,12 +258,15 @@ def judge(
             "champion_bits_per_byte": scores["champion"][name].bits_per_byte(),
             "challenger_bits_per_byte": scores["challenger"][name].bits_per_byte(),
             "documents": len(t),
+            **({"documents_guarded": int(holding[name].sum())} if name in holding and drifted else {}),
         }
         for name, t in texts.items()
     }
+    moved = ", ".join(f"{label} {a:.3f} -> {b:.3f}" for label, (a, b) in drifted.items())
+    note = f"; drifted labels (champion bits/byte, old -> new documents), not guarded on old slices: {moved}"
     verdict = GateDecision(
         promote=decision.promote,
-        reason=decision.reason,
+        reason=decision.reason + (note if drifted else ""),
         batch=batch,
         slices=slices,
         comparison=decision.to_dict(),

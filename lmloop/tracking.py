@@ -301,7 +301,10 @@ def register_transformers_model(
 
     from lmloop.model import CONSTRUCTING, load_pretrained
 
-    key = hashlib.sha256(json.dumps([run_id, str(model_dir), name, task]).encode()).hexdigest()[:16]
+    identity = [run_id, str(model_dir), name, task]
+    if "parent_version" in tags:  # a cycle re-planned from another champion trains (and registers) anew
+        identity.append(str(tags["parent_version"]))
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     existing = _registered_with_key(name, run_id, key)
     if existing is not None:
         return existing

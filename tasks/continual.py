@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lmloop import continual, promotion, tracking
@@ -39,8 +40,14 @@ def _plain(uri: str) -> str:
 
 @task
 def start_cycle(name: str, batch: str, run: Run) -> str:
-    """The champion version this cycle starts from (the same on every rerun of the cycle)."""
-    return continual.cycle_parent(name, batch, State(run.home.state))
+    """The champion version this cycle starts from (the same on every rerun of the cycle, unless the champion
+    moved before it was judged: then the champion now, and the earlier attempt's checkpoints are dropped)."""
+    parent, replanned = continual.cycle_parent(name, batch, State(run.home.state))
+    if replanned:
+        get_run_logger().warning("the champion moved before this cycle was judged: re-planned from v%s", parent)
+        for stale in ("checkpoints", "base"):  # trained from, and downloaded for, the old parent
+            shutil.rmtree(run.work / stale, ignore_errors=True)
+    return parent
 
 
 @task

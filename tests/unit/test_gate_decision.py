@@ -43,3 +43,49 @@ def test_mismatched_documents_are_refused() -> None:
     short = DocScores(np.ones(3), np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="same documents"):
         paired_bootstrap(_scores(1.0), short, "new")
+
+
+def test_labels_whose_documents_the_champion_now_fits_worse_leave_the_forgetting_guard() -> None:
+    """The data that still holds: a label drifted when the champion is clearly worse on its new documents
+    than on its old ones; stable labels and unlabelled documents stay under the guard."""
+    from lmloop.continual import drifted_labels, still_holding
+
+    def rows(labels: list) -> list[dict]:
+        return [{"text": "t", "doc_id": str(i), "label": label} for i, label in enumerate(labels)]
+
+    def scores(bpb: list[float]) -> DocScores:
+        size = np.full(len(bpb), 100)
+        return DocScores(nll=np.array(bpb) * size * np.log(2), tokens=size // 4, bytes=size)
+
+    new = rows(["news"] * 6 + ["sport"] * 6 + [None] * 6 + ["rare"] * 2)
+    old = rows(["news"] * 6 + ["sport"] * 6 + ["rare"] * 6 + [None] * 6)
+    champion_new = scores([2.0] * 6 + [0.62] * 6 + [3.0] * 6 + [3.0] * 2)
+    champion_old = scores([0.6] * 6 + [0.6] * 6 + [0.6] * 6 + [0.6] * 6)
+    drifted = drifted_labels(new, champion_new, old, champion_old, bits=0.1)
+    assert list(drifted) == ["news"] and drifted["news"] == pytest.approx((0.6, 2.0))
+    assert still_holding(old, drifted).tolist() == [False] * 6 + [True] * 18, "sport stable, rare too few, None kept"
+    assert drifted_labels(new, champion_new, old, champion_old, bits=5.0) == {}
+
+
+def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) -> None:
+    """A rollback (or another cycle's promotion) before a cycle was judged: its recorded parent may be gone or
+    unwanted, so the rerun starts from the champion now; a judged cycle keeps its parent (crash-consistency)."""
+    from lmloop.continual import cycle_parent
+    from lmloop.state import State
+    from tests.conftest import mlflow_store, store_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    state = State(tmp_path / "state")
+    with mlflow_store(uri):
+        client = store_client(uri)
+        client.create_registered_model("m")
+        for _ in range(2):
+            client.create_model_version("m", str(tmp_path), run_id=None)
+        client.set_registered_model_alias("m", "champion", "2")
+        assert cycle_parent("m", "batch-a", state) == ("2", False)
+        assert cycle_parent("m", "batch-a", state) == ("2", False), "a rerun: the same parent"
+        client.set_registered_model_alias("m", "champion", "1")  # lmloop rollback --to 1
+        assert cycle_parent("m", "batch-a", state) == ("1", True) and state.journal("batch-a")["parent"] == "1"
+        state.note("batch-b", parent="1", decision={"promote": True})
+        client.set_registered_model_alias("m", "champion", "2")
+        assert cycle_parent("m", "batch-b", state) == ("1", False), "judged: never re-planned"
