@@ -125,6 +125,21 @@ def _clip(value: Any) -> Any:
     return None if isinstance(value, float) and pd.isna(value) else value
 
 
+_QUOTED_CHARS = 200  # a rejected value quoted in GX's results and Data Docs pages, at most
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` (GX's result details: lists of unexpected values and rows) with every string cut to an
+    excerpt: a rejected 200 MB single-line file must not become a 200 MB HTML page, logged to MLflow."""
+    if isinstance(value, str):
+        return value if len(value) <= _QUOTED_CHARS else value[:_QUOTED_CHARS] + f"… ({len(value):,} chars)"
+    if isinstance(value, dict):
+        return {k: _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_bounded(v) for v in value)
+    return value
+
+
 def _failure(result: Any) -> tuple[Failure, set[int]]:
     config = result.expectation_config
     column = config.kwargs.get("column")
@@ -204,6 +219,8 @@ def _run(frame: pd.DataFrame, build: Callable[[], gx.ExpectationSuite], index_co
     )
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": index_columns}
     result = batch.validate(context.suites.add(suite), result_format=result_format)
+    for one in result.results:  # the values GX quotes (whole documents) go into reports and Data Docs: excerpts
+        one.result = _bounded(one.result)
     if "source" in frame:
         sources = frame["source"].unique().tolist()
         title = sources[0] if len(sources) == 1 else f"{len(sources)} files ({sources[0]}, ...)"

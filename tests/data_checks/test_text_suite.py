@@ -84,3 +84,17 @@ def test_data_docs_pages_are_written_where_asked_and_no_temporary_docs_site_else
     assert "f.jsonl" in index and "passed" in index and "FAILED" in index
     assert "Great Expectations" in (docs / pages[0]).read_text()
     assert not any("docs site" in r.getMessage() for r in caplog.records), "no temporary docs folder per run"
+
+
+def test_a_giant_rejected_value_is_quoted_as_an_excerpt_in_the_data_docs(tmp_path) -> None:
+    """A rejected 20 MB single-line document became a 20 MB+ HTML page (GX quotes every unexpected value):
+    pages and reports quote bounded excerpts, and the rejection still names the file and line."""
+    from data_checks import data_docs
+
+    giant = "word " * 4_000_000  # 20 MB, far over max_chars
+    with data_docs(tmp_path / "docs") as docs:
+        report = validate_frame(_frame(["fine", giant, "also fine"]), CFG)
+    assert not report.success and 2 in report.bad_lines
+    (page,) = [p for p in docs.glob("*.html") if p.name != "index.html"]
+    assert page.stat().st_size < 500_000, page.stat().st_size
+    assert all(len(repr(e["value"])) < 200 for f in report.failures for e in f.examples)
