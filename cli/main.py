@@ -20,7 +20,7 @@ from rich.table import Table
 
 from lmloop import settings
 from lmloop.config import ConfigError, load_config
-from lmloop.errors import Rejected, UserError
+from lmloop.errors import DamagedModel, Rejected, UserError
 from lmloop.preflight import check_data, check_landing, check_model
 
 settings.freeze_heap_at_exit()  # first, so it runs last at exit
@@ -71,7 +71,7 @@ class _QuietUserErrors(logging.Filter):
     rejected, the message is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError | Rejected) and not DEBUG["on"]:
+        if record.exc_info and isinstance(record.exc_info[1], UserError | Rejected | DamagedModel) and not DEBUG["on"]:
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -211,7 +211,13 @@ def _run_flow(call: Any, as_json: bool) -> dict[str, Any]:
 def _same_command() -> str:
     import shlex
 
-    return shlex.join([_runnable("lmloop"), *sys.argv[1:]])
+    args, shown = sys.argv[1:], []
+    for i, arg in enumerate(args):  # secret --set values are not printed: the hint says to give them again
+        if i and args[i - 1] == "--set" or arg.startswith("--set="):
+            prefix = "--set=" if arg.startswith("--set=") else ""
+            arg = prefix + settings.redact_assignments([arg.removeprefix("--set=")])[0]
+        shown.append(settings.redact(arg))
+    return shlex.join([_runnable("lmloop"), *shown])
 
 
 def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
@@ -576,8 +582,11 @@ def generate(
         raise _user_error(exc) from exc
     try:
         local = tracking.fetch_model(name, version, settings.home().cache / "models" / name / version)
-    except Exception as exc:  # the store is unreachable
-        console.print(f"[red]generate failed:[/red] {exc}")
+    except Exception as exc:  # the store is unreachable, or the model's files are damaged
+        message = settings.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        console.print(f"[red]generate failed:[/red] {escape(message)}", soft_wrap=True)
+        if as_json:
+            _emit_json({"status": "failed", "error": message, "model_name": name, "model_version": version})
         raise typer.Exit(1) from exc
     model = load_pretrained(AutoModelForCausalLM, local["model_dir"])
     samples = generate_samples(model, load_tokenizer(local["tokenizer_dir"]), prompt, max_new_tokens, seed)
@@ -615,8 +624,9 @@ def config_show(
 
     cfg = _load(config, set_)
     comments = [  # one line each however narrow the terminal: a wrapped comment would run into the YAML
-        f"# from {resolve_preset(config, settings.preset_dirs())}; environment: {env_overrides() or 'none'}; "
-        f"--set: {set_ or 'none'}",
+        f"# from {resolve_preset(config, settings.preset_dirs())}; "
+        f"environment: {settings.redact_assignments(env_overrides()) or 'none'}; "
+        f"--set: {settings.redact_assignments(set_ or []) or 'none'}",
         f"# LMLOOP_HOME={settings.home().root}  tracking URI={settings.redact(settings.tracking_uri())}",
     ]
     for comment in comments:

@@ -15,6 +15,11 @@ class Rejected(RuntimeError):
     why. The CLI prints it once, without the tracebacks Prefect logs for a failed task and flow."""
 
 
+class DamagedModel(RuntimeError):
+    """A registered model's files are incomplete or corrupt (a truncated upload, a lost artifact): the message
+    names the version, the file and what to do; nothing is trained from it or promoted."""
+
+
 class NoModel(UserError):
     """The registered model, alias or version asked for does not exist (yet)."""
 

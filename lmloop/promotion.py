@@ -62,7 +62,12 @@ def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
         raise RuntimeError("LMLOOP_LOCK_URL is PostgreSQL: pip install 'lmloop[team]' (psycopg)") from exc
 
     key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+    try:
+        conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+    except (psycopg.Error, ValueError) as exc:  # never echo the URL's password
+        from lmloop.settings import redact
+
+        raise RuntimeError(redact(f"LMLOOP_LOCK_URL {url}: cannot take the promotion lock: {exc}")) from None
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))

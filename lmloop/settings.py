@@ -115,12 +115,26 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1:***@", text)
 
 
+_SECRET_KEY = re.compile(r"storage_options|password|passwd|secret|token|credential|api_key|access_key", re.I)
+
+
+def redact_assignments(assignments: list[str]) -> list[str]:
+    """``section.key=value`` overrides (``--set``, ``LMLOOP_*`` variables) as they may be shown: the value of a
+    secret-named key (``data.storage_options``, ``*password*``, ``*token*``, ...) as ``***``, URLs redacted."""
+    shown = []
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        shown.append(f"{key}=***" if sep and _SECRET_KEY.search(key) else redact(assignment))
+    return shown
+
+
 def mlflow_ui_url() -> str:
     """Where a person opens the MLflow UI: ``LMLOOP_MLFLOW_UI_URL``, the tracking server itself, or the
-    address ``lmloop ui`` serves by default. Links in Prefect artifacts point here."""
+    address ``lmloop ui`` serves by default. Links in Prefect artifacts point here (never with a password:
+    they are stored in Prefect's database)."""
     uri = tracking_uri()
     default = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return os.environ.get("LMLOOP_MLFLOW_UI_URL", default).rstrip("/")
+    return redact(os.environ.get("LMLOOP_MLFLOW_UI_URL", default).rstrip("/"))
 
 
 def artifact_root() -> str:

@@ -364,11 +364,35 @@ def fetch_model(name: str, ref: str, dst: Path) -> dict[str, str]:
         raise NoModel(f"model {name!r} has no alias {ref!r}: train one first (lmloop run) or pass a version")
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst)))
     c.get_model_version(name, version)  # raises a clear MlflowException for an unknown version
+    _check_model_files(local / "model", f"{name} v{version}")
     return {
         "model_dir": str(local / "model"),
         "tokenizer_dir": str(local / "components" / "tokenizer"),
         "version": version,
     }
+
+
+def _check_model_files(folder: Path, what: str) -> None:
+    """The downloaded model is whole: its config parses and every safetensors file's header covers the file
+    (a truncated upload or a damaged artifact store fails here, named, not as a traceback deep in loading)."""
+    from safetensors import safe_open
+
+    from lmloop.errors import DamagedModel
+
+    fix = "roll back to a good version (lmloop rollback --to V) or register the model again"
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DamagedModel(f"{what}: its config.json is missing or damaged ({exc}); {fix}") from exc
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise DamagedModel(f"{what}: no safetensors weights in the artifact store; {fix}")
+    for path in weights:
+        try:
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except Exception as exc:  # noqa: BLE001  (safetensors raises its own SafetensorError)
+            raise DamagedModel(f"{what}: {path.name} is damaged ({exc}); {fix}") from exc
 
 
 def version_exists(name: str, version: str) -> bool:

@@ -127,3 +127,25 @@ def test_a_folder_of_only_bad_inputs_names_every_file_and_exits_non_zero(home: P
 def test_invalid_config_is_a_clear_error(home: Path, tmp_path: Path) -> None:
     proc = _run(["run", "--data", str(tmp_path), "--set", "train.max_steps=-1"], home)
     assert proc.returncode == 2 and "train.max_steps" in proc.stderr
+
+
+def test_a_damaged_champion_is_one_line_naming_it_and_nothing_is_consumed(home: Path, tmp_path: Path) -> None:
+    """Runs last in this home: its champion's weights, truncated in the artifact store, end `generate` and
+    `continual` with one line naming the version and what is wrong, exit 1, the JSON line still printed, and
+    the landing batch not consumed."""
+    for weights in (home / "mlruns").rglob("model.safetensors"):
+        whole = weights.read_bytes()
+        weights.write_bytes(whole[: len(whole) // 3])
+    proc = _run(["generate", "--prompt", "Once", "--json"], home)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "lmloop-lm v1: model.safetensors is damaged" in proc.stderr
+    assert _last_json(proc)["status"] == "failed"
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "new.jsonl").write_text("".join(json.dumps({"text": f"new words {i} here"}) + "\n" for i in range(80)))
+    proc = _run(["continual", "--incoming", str(landing), "--json"], home)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "model.safetensors is damaged" in proc.stderr and _last_json(proc)["status"] == "failed"
+    watermark = home / "state" / "watermark.json"
+    assert not watermark.exists() or "new.jsonl" not in watermark.read_text(), "nothing consumed"

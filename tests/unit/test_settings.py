@@ -20,3 +20,38 @@ def test_a_block_s_variables_and_the_ones_it_may_set_are_put_back(monkeypatch: p
         raise RuntimeError("the block fails")
     assert os.environ["LMLOOP_T_SET"] == "before"
     assert "LMLOOP_T_NEW" not in os.environ and "LMLOOP_T_EXPORTED" not in os.environ
+
+
+def test_credentials_are_redacted_wherever_lmloop_shows_a_url_or_an_override(monkeypatch) -> None:
+    from lmloop import settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:canary-1@mlflow.example:8443")
+    assert settings.mlflow_ui_url() == "https://bob:***@mlflow.example:8443"
+    assert "canary" not in settings.redact("failed: API request to https://bob:canary-1@h/api failed")
+    shown = settings.redact_assignments(
+        ["data.storage_options={s3: {secret: canary-2}}", "train.max_steps=5", "x.api_token=canary-3"]
+    )
+    assert shown == ["data.storage_options=***", "train.max_steps=5", "x.api_token=***"]
+
+
+def test_a_malformed_lock_url_never_echoes_its_password(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from lmloop.promotion import exclusive
+    from lmloop.state import State
+
+    monkeypatch.setenv("LMLOOP_LOCK_URL", "postgresql://bob:canary-4@@nowhere.invalid:notaport/db")
+    with pytest.raises(RuntimeError) as caught, exclusive("champion:m", State(tmp_path)):
+        pass
+    assert "canary-4" not in str(caught.value) and "bob:***@" in str(caught.value)
+
+
+def test_the_resume_hint_never_prints_a_secret(monkeypatch) -> None:
+    import sys
+
+    from cli.main import _same_command
+
+    argv = ["lmloop", "run", "--set", "data.storage_options={s3: {secret: canary-5}}", "--set=x.password=canary-6"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--data", "s3://bob:canary-7@bucket/x"])
+    hint = _same_command()
+    assert "canary" not in hint and "data.storage_options=***" in hint and "--data" in hint
