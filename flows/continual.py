@@ -99,7 +99,8 @@ def continual_flow(
                 champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=child
             )
             outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=child)
-        close_cycle(corpus, fresh, batch, run)
+        if not outcome.get("champion_moved"):  # else left new: the next cycle judges it against the new champion
+            close_cycle(corpus, fresh, batch, run)
     summary = {
         "new_files": sources,
         "promoted": outcome["promoted"],

@@ -115,21 +115,23 @@ def promote_if_better(
         done = _already_decided(name, challenger, state)
         if done is not None:
             promoted = bool(done["promoted"])
-            return {
+            recorded = {
                 "promoted": promoted,
                 "reason": done["reason"],
                 "champion_version": challenger if promoted else done["champion"],
             }
+            return recorded | ({"champion_moved": True} if done["reason"].startswith("champion moved") else {})
         current = tracking.alias_version(name, CHAMPION)
         resumed = promote and current == challenger  # moved before a crash, not yet recorded
+        moved = not resumed and current != judged_against
         if resumed:
             current = judged_against
-        elif current != judged_against:
+        elif moved:
             promote, reason = (
                 False,
                 (
                     f"champion moved from v{judged_against} to v{current} while this challenger was evaluated; "
-                    "not promoted (re-run to judge it against the new champion)"
+                    "not promoted, and the batch is left new: the next cycle judges it against the new champion"
                 ),
             )
         if promote and not resumed:
@@ -145,7 +147,8 @@ def promote_if_better(
             tracking.client().set_model_version_tag(name, challenger, key, str(value))
         event = {"event": "gate", "model": name, "challenger": challenger, "champion": current, "promoted": promote}
         state.record({**event, "reason": reason})
-    return {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
+    outcome = {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
+    return outcome | ({"champion_moved": True} if moved else {})
 
 
 def rollback(

@@ -89,3 +89,26 @@ def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) 
         state.note("batch-b", parent="1", decision={"promote": True})
         client.set_registered_model_alias("m", "champion", "2")
         assert cycle_parent("m", "batch-b", state) == ("1", False), "judged: never re-planned"
+
+
+def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(tmp_path) -> None:
+    from lmloop import tracking
+    from lmloop.promotion import promote_if_better
+    from lmloop.state import State
+    from tests.conftest import mlflow_store, store_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    state = State(tmp_path / "state")
+    with mlflow_store(uri):
+        client = store_client(uri)
+        client.create_registered_model("m")
+        for _ in range(3):
+            client.create_model_version("m", str(tmp_path), run_id=None)
+        client.set_registered_model_alias("m", "champion", "2")  # moved from v1 while v3 was judged against it
+        kw = {"judged_against": "1", "promote": True, "reason": "better", "numbers": {}, "state": state}
+        outcome = promote_if_better("m", "3", **kw)
+        assert outcome["champion_moved"] and not outcome["promoted"] and "left new" in outcome["reason"]
+        assert tracking.alias_version("m", "champion") == "2"
+        assert promote_if_better("m", "3", **kw)["champion_moved"], "a rerun after a crash says the same"
+        client.set_registered_model_alias("m", "champion", "1")
+        assert "champion_moved" not in promote_if_better("m", "1", **{**kw, "promote": False})
