@@ -47,7 +47,8 @@ def _pg(sql: str, database: str | None = None) -> list[tuple]:
         conn.close()
 
 
-def _url(database: str, driver: str = "postgresql") -> str:
+def _url(database: str, driver: str = "postgresql+psycopg") -> str:
+    """SQLAlchemy URLs name the driver: with SQLAlchemy 2.0 a bare postgresql:// means psycopg2."""
     return f"{driver}://" + PG.split("://", 1)[1].rsplit("/", 1)[0] + f"/{database}"
 
 
@@ -91,7 +92,7 @@ def team(tmp_path_factory: pytest.TempPathFactory):
         "MLFLOW_TRACKING_PASSWORD": PASSWORD,
         "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
         "PREFECT_API_AUTH_STRING": PREFECT_AUTH,
-        "LMLOOP_LOCK_URL": _url(dbs["locks"]),
+        "LMLOOP_LOCK_URL": _url(dbs["locks"], "postgresql"),
     }
     try:
         wait_http(f"http://127.0.0.1:{mlflow_port}/health", 120, servers[0])
