@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -67,20 +69,28 @@ def test_labels_whose_documents_the_champion_now_fits_worse_leave_the_forgetting
     assert drifted_labels(new, champion_new, old, champion_old, bits=5.0) == {}
 
 
+@contextlib.contextmanager
+def _registry(tmp_path, versions: int):
+    """A sqlite registry in ``tmp_path`` with model "m" of ``versions`` versions; this process points at it."""
+    from tests.conftest import mlflow_store, store_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_store(uri):
+        client = store_client(uri)
+        client.create_registered_model("m")
+        for _ in range(versions):
+            client.create_model_version("m", str(tmp_path), run_id=None)
+        yield client
+
+
 def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) -> None:
     """A rollback (or another cycle's promotion) before a cycle was judged: its recorded parent may be gone or
     unwanted, so the rerun starts from the champion now; a judged cycle keeps its parent (crash-consistency)."""
     from lmloop.continual import cycle_parent
     from lmloop.state import State
-    from tests.conftest import mlflow_store, store_client
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     state = State(tmp_path / "state")
-    with mlflow_store(uri):
-        client = store_client(uri)
-        client.create_registered_model("m")
-        for _ in range(2):
-            client.create_model_version("m", str(tmp_path), run_id=None)
+    with _registry(tmp_path, versions=2) as client:
         client.set_registered_model_alias("m", "champion", "2")
         assert cycle_parent("m", "batch-a", state) == ("2", False)
         assert cycle_parent("m", "batch-a", state) == ("2", False), "a rerun: the same parent"
@@ -95,15 +105,9 @@ def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(
     from lmloop import tracking
     from lmloop.promotion import promote_if_better
     from lmloop.state import State
-    from tests.conftest import mlflow_store, store_client
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     state = State(tmp_path / "state")
-    with mlflow_store(uri):
-        client = store_client(uri)
-        client.create_registered_model("m")
-        for _ in range(3):
-            client.create_model_version("m", str(tmp_path), run_id=None)
+    with _registry(tmp_path, versions=3) as client:
         client.set_registered_model_alias("m", "champion", "2")  # moved from v1 while v3 was judged against it
         kw = {"judged_against": "1", "promote": True, "reason": "better", "numbers": {}, "state": state}
         outcome = promote_if_better("m", "3", **kw)
