@@ -115,7 +115,15 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1:***@", text)
 
 
-_SECRET_KEY = re.compile(r"storage_options|password|passwd|secret|token|credential|api_key|access_key", re.I)
+_SECRET_WORDS = {"password", "passwd", "secret", "token", "credential", "credentials", "secrets"}
+_SECRET_KEY = re.compile(r"storage_options|api_key|access_key", re.I)
+
+
+def _secret_key(key: str) -> bool:
+    """A key whose value is a secret: ``data.storage_options``, ``*api_key*``, or one with a word (between ``.``,
+    ``_`` and ``-``) such as ``password``, ``secret`` or ``token`` (``hub.hf_token``; not ``tokenizer.vocab_size``
+    or ``eval.max_new_tokens``)."""
+    return bool(_SECRET_KEY.search(key)) or any(w in _SECRET_WORDS for w in re.split(r"[._\-]", key.lower()))
 
 
 def redact_assignments(assignments: list[str]) -> list[str]:
@@ -124,7 +132,7 @@ def redact_assignments(assignments: list[str]) -> list[str]:
     shown = []
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
-        shown.append(f"{key}=***" if sep and _SECRET_KEY.search(key) else redact(assignment))
+        shown.append(f"{key}=***" if sep and _secret_key(key) else redact(assignment))
     return shown
 
 

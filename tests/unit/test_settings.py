@@ -29,9 +29,21 @@ def test_credentials_are_redacted_wherever_lmloop_shows_a_url_or_an_override(mon
     assert settings.mlflow_ui_url() == "https://bob:***@mlflow.example:8443"
     assert "canary" not in settings.redact("failed: API request to https://bob:canary-1@h/api failed")
     shown = settings.redact_assignments(
-        ["data.storage_options={s3: {secret: canary-2}}", "train.max_steps=5", "x.api_token=canary-3"]
+        [
+            "data.storage_options={s3: {secret: canary-2}}",
+            "train.max_steps=5",
+            "x.api_token=canary-3",
+            "tokenizer.vocab_size=512",
+            "eval.max_new_tokens=32",
+        ]
     )
-    assert shown == ["data.storage_options=***", "train.max_steps=5", "x.api_token=***"]
+    assert shown == [
+        "data.storage_options=***",
+        "train.max_steps=5",
+        "x.api_token=***",
+        "tokenizer.vocab_size=512",  # words that merely contain "token" are not secrets
+        "eval.max_new_tokens=32",
+    ]
 
 
 def test_a_malformed_lock_url_never_echoes_its_password(tmp_path, monkeypatch) -> None:
