@@ -45,9 +45,9 @@ def majority(splits: dict[str, list[dict]]) -> dict[str, float]:
 
 
 def tfidf(splits: dict[str, list[dict]]) -> dict[str, float]:
-    """lmloop's own baseline (:func:`lmloop.classify.tfidf_baseline`: word and character n-grams, C from a
+    """lmloop's own baseline (:func:`lmloop.training.classify.tfidf_baseline`: word and character n-grams, C from a
     small grid by validation macro-F1), the one a classifier must beat to be crowned."""
-    from lmloop.classify import label_map, tfidf_baseline
+    from lmloop.training.classify import label_map, tfidf_baseline
 
     start = time.perf_counter()
     rows = {k: [(r["text"], r["label"]) for r in v] for k, v in splits.items()}

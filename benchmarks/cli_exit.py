@@ -1,5 +1,5 @@
 """What an ``lmloop`` command's exit costs once its work is done, with the heap frozen at exit (as the CLI
-and the flows package do: :func:`lmloop.settings.freeze_heap_at_exit`) and without (Python's default
+and the flows package do: :func:`lmloop.core.settings.freeze_heap_at_exit`) and without (Python's default
 teardown, which walks every object a command that loaded torch, Prefect, MLflow and Great Expectations holds).
 
     python benchmarks/cli_exit.py [--rounds 2] [--json]

@@ -34,18 +34,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LMLOOP_HOME", tempfile.mkdtemp(prefix="lmloop-bench-"))
 
-from lmloop.settings import configure_environment  # noqa: E402
+from lmloop.core.settings import configure_environment  # noqa: E402
 
 configure_environment()
 
 from prefect import flow  # noqa: E402
 
-from lmloop import token_cache  # noqa: E402
-from lmloop.config import DataConfig, ValidationConfig  # noqa: E402
-from lmloop.corpus import gate  # noqa: E402
-from lmloop.ingest import plan_ingest  # noqa: E402
-from lmloop.sample_data import write_corpus  # noqa: E402
-from lmloop.tokenizer import train_bpe  # noqa: E402
+from lmloop.core.config import DataConfig, ValidationConfig  # noqa: E402
+from lmloop.data.gate import gate  # noqa: E402
+from lmloop.data.ingest import plan_ingest  # noqa: E402
+from lmloop.data.sample_data import write_corpus  # noqa: E402
+from lmloop.training import token_cache  # noqa: E402
+from lmloop.training.tokenizer import train_bpe  # noqa: E402
 from tasks.data import ingest_unit  # noqa: E402
 from tasks.runners import data_workers, map_units  # noqa: E402
 from tasks.tokenize import tokenize_unit  # noqa: E402

@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from lmloop.config import PipelineConfig, load_config  # noqa: E402
-from lmloop.flops import datasheet_peak, flops_per_token, measure_matmul_peak  # noqa: E402
-from lmloop.hardware import attention_kernels  # noqa: E402
-from lmloop.mechanics import autocast  # noqa: E402
-from lmloop.model import build_causal_lm  # noqa: E402
-from lmloop.train import Trainer  # noqa: E402
+from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.training.flops import datasheet_peak, flops_per_token, measure_matmul_peak  # noqa: E402
+from lmloop.training.hardware import attention_kernels  # noqa: E402
+from lmloop.training.mechanics import autocast  # noqa: E402
+from lmloop.training.model import build_causal_lm  # noqa: E402
+from lmloop.training.train import Trainer  # noqa: E402
 
 SMOKE = [
     "model.n_layer=2",
@@ -192,7 +192,7 @@ def hf_trainer(cfg: PipelineConfig, data: RandomBlocks, device: torch.device, mi
 
 def loss_check(cfg: PipelineConfig, data: RandomBlocks, device: torch.device) -> dict[str, float]:
     """The chunked head + loss against the model's own loss on one batch, with the gradients' agreement."""
-    from lmloop.fused_loss import CausalLMLoss
+    from lmloop.training.fused_loss import CausalLMLoss
 
     model = new_model(cfg, device)
     ids = data.ids[:4].to(device)

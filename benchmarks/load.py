@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmloop.servers import free_port, prefect_server_command, start, stop, wait_http  # noqa: E402
+from lmloop.ops.servers import free_port, prefect_server_command, start, stop, wait_http  # noqa: E402
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SMALL = [

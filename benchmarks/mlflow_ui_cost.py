@@ -21,7 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmloop.servers import free_port, mlflow_ui_command, start, stop, wait_http  # noqa: E402
+from lmloop.ops.servers import free_port, mlflow_ui_command, start, stop, wait_http  # noqa: E402
 
 
 def measure(jobs: str, seconds: float) -> dict[str, float]:

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmloop import near_dups  # noqa: E402
+from lmloop.data import near_dups  # noqa: E402
 
 PUNCTUATION = near_dups._PUNCTUATION
 

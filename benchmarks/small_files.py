@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmloop.settings import configure_environment  # noqa: E402
+from lmloop.core.settings import configure_environment  # noqa: E402
 
 configure_environment()
 
-from lmloop.config import DataConfig, ValidationConfig  # noqa: E402
-from lmloop.ingest import ingest_files  # noqa: E402
+from lmloop.core.config import DataConfig, ValidationConfig  # noqa: E402
+from lmloop.data.ingest import ingest_files  # noqa: E402
 
 
 def main() -> None:

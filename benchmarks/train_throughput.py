@@ -26,18 +26,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LMLOOP_HOME", tempfile.mkdtemp(prefix="lmloop-train-bench-"))
 
-from lmloop.settings import configure_environment  # noqa: E402
+from lmloop.core.settings import configure_environment  # noqa: E402
 
 configure_environment()
 
 import torch  # noqa: E402
 from datasets import load_from_disk  # noqa: E402
 
-from lmloop import tracking  # noqa: E402
-from lmloop.config import PipelineConfig, load_config  # noqa: E402
-from lmloop.model import build_causal_lm  # noqa: E402
-from lmloop.sample_data import write_corpus  # noqa: E402
-from lmloop.tokenizer import load_tokenizer  # noqa: E402
+from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.data.sample_data import write_corpus  # noqa: E402
+from lmloop.registry import tracking  # noqa: E402
+from lmloop.training.model import build_causal_lm  # noqa: E402
+from lmloop.training.tokenizer import load_tokenizer  # noqa: E402
 
 
 def build_model(cfg: PipelineConfig, tokenizer_dir: str) -> torch.nn.Module:

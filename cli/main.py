@@ -1,5 +1,5 @@
 """``lmloop`` command line. Heavy imports (Prefect, MLflow, torch) happen inside commands, after
-:func:`lmloop.settings.configure_environment` has set the offline/telemetry defaults."""
+:func:`lmloop.core.settings.configure_environment` has set the offline/telemetry defaults."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lmloop import settings
-from lmloop.config import ConfigError, load_config
-from lmloop.errors import DamagedModel, Rejected, UserError
-from lmloop.preflight import check_data, check_landing, check_model
+from lmloop.core import settings
+from lmloop.core.config import ConfigError, load_config
+from lmloop.core.errors import DamagedModel, Rejected, UserError
+from lmloop.ops.preflight import check_data, check_landing, check_model
 
 settings.freeze_heap_at_exit()  # first, so it runs last at exit
 
@@ -107,7 +107,7 @@ def _print_summary(result: dict[str, Any], title: str) -> None:
 
 
 def _runnable(program: str) -> str:
-    from lmloop.servers import runnable
+    from lmloop.ops.servers import runnable
 
     return runnable(program)
 
@@ -141,7 +141,15 @@ def _prefect_api() -> Iterator[None]:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from lmloop.servers import free_port, guarded, prefect_server_command, running_prefect_api, start, stop, wait_http
+    from lmloop.ops.servers import (
+        free_port,
+        guarded,
+        prefect_server_command,
+        running_prefect_api,
+        start,
+        stop,
+        wait_http,
+    )
 
     home = settings.home()
     if os.environ.get("PREFECT_API_URL"):
@@ -223,7 +231,7 @@ def _same_command() -> str:
 def _run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
-    from lmloop.corpus import DataValidationError
+    from lmloop.data.gate import DataValidationError
 
     try:
         return call()
@@ -383,14 +391,14 @@ def _nothing_to_do(landing: Path, name: str) -> dict[str, Any] | None:
     in a moment, without starting one. None when the flow should run."""
     import os
 
-    from lmloop.landing import has_work, nothing_new
-    from lmloop.servers import running_prefect_api
-    from lmloop.state import State
+    from lmloop.continual.landing import has_work, nothing_new
+    from lmloop.data.state import State
+    from lmloop.ops.servers import running_prefect_api
 
     home = settings.home()
     if os.environ.get("PREFECT_API_URL") or running_prefect_api(home.path) or has_work(landing, State(home.state)):
         return None
-    from lmloop import tracking
+    from lmloop.registry import tracking
 
     return nothing_new(landing, tracking.alias_version(name, "champion"))
 
@@ -452,8 +460,8 @@ def rollback(
 ) -> None:
     """Move @champion back to an earlier version and record why."""
     cfg = _load(config, set_)
-    from lmloop.promotion import rollback as move_back
-    from lmloop.state import State
+    from lmloop.data.state import State
+    from lmloop.promotion.moves import rollback as move_back
 
     try:
         result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to, force=force)
@@ -481,7 +489,7 @@ def sample_data(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a seeded synthetic corpus (topics as labels) with its true entropy in _meta/generator.json."""
-    from lmloop.sample_data import write_corpus
+    from lmloop.data.sample_data import write_corpus
 
     summary = write_corpus(out, seed=seed, shift=shift, docs=docs, files=files)
     console.print(
@@ -501,7 +509,7 @@ def status(
 ) -> None:
     """Champion, challenger and previous champion with key metrics; the last gate decisions and runs."""
     cfg = _load(config, set_)
-    from lmloop.status import collect
+    from lmloop.ops.status import collect
 
     with _store_answers(as_json):
         info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
@@ -570,10 +578,10 @@ def generate(
     cfg = _load(config, set_)
     from transformers import AutoModelForCausalLM
 
-    from lmloop import tracking
-    from lmloop.evaluate import generate_samples
-    from lmloop.model import load_pretrained
-    from lmloop.tokenizer import load_tokenizer
+    from lmloop.evaluation.evaluate import generate_samples
+    from lmloop.registry import tracking
+    from lmloop.training.model import load_pretrained
+    from lmloop.training.tokenizer import load_tokenizer
 
     name = cfg.registry.model_name
     try:
@@ -605,7 +613,7 @@ def ui(
     prefect: Annotated[bool, typer.Option(help="Also start the Prefect server.")] = True,
 ) -> None:
     """Start the MLflow UI on the project's store and the Prefect server; print both URLs; Ctrl-C stops both."""
-    from lmloop.servers import run_ui
+    from lmloop.ops.servers import run_ui
 
     home = settings.home().path
     raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console, home / "logs", home))
@@ -620,7 +628,7 @@ def config_show(
     """Print the effective config: the preset or YAML, then LMLOOP_SECTION__KEY variables, then --set."""
     import yaml
 
-    from lmloop.config import env_overrides, resolve_preset
+    from lmloop.core.config import env_overrides, resolve_preset
 
     cfg = _load(config, set_)
     comments = [  # one line each however narrow the terminal: a wrapped comment would run into the YAML

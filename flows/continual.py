@@ -8,13 +8,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from lmloop import settings, tracking
-from lmloop.config import PipelineConfig, with_knobs
-from lmloop.corpus import DataValidationError
-from lmloop.errors import NoModel
-from lmloop.landing import nothing_new as nothing_to_do
-from lmloop.runs import run_key
-from lmloop.state import State as CycleState
+from lmloop.continual.cycle import current_champion, cycle_config, require_champion
+from lmloop.continual.landing import nothing_new as nothing_to_do
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig, with_knobs
+from lmloop.data.gate import DataValidationError
+from lmloop.registry.runs import run_key
 from tasks.continual import (
     apply_decision,
     close_cycle,
@@ -29,14 +28,6 @@ from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_lm
 from tasks.register import register_model
 from tasks.tracking import name_flow_run, stage_run, tag_flow_run, tracked_run
-
-
-def _cycle_config(config: PipelineConfig, state: CycleState, batch: str) -> PipelineConfig:
-    """New data is deduplicated against everything trained on and stripped of frozen-slice documents (but
-    for the batch's own slice, frozen already if an earlier attempt at this cycle crashed after that)."""
-    frozen = [str(p) for name, p in state.frozen_slices().items() if name != batch]
-    data = config.data.model_copy(update={"dedup_against_trained": True, "frozen_eval": frozen})
-    return config.model_copy(update={"data": data})
 
 
 @flow(
@@ -68,15 +59,14 @@ def continual_flow(
         name_flow_run("continual-nothing-new")
         summary = nothing_new(landing, name)
         return decided(summary, "nothing-new", summary["reason"])
-    if tracking.alias_version(name, "champion") is None:
-        raise NoModel(f"{name!r} has no champion yet: train one first (lmloop run), then cycles continue it")
+    require_champion(name)
     sources = [f["staged"] for f in fresh]
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
     run_name = f"continual-{batch_key[:8]}"
     name_flow_run(run_name)  # the Prefect flow run and the MLflow run share the name
     with tracked_run(config, run_name, sources, home, batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
-        cfg = _cycle_config(config, CycleState(home.state), batch)
+        cfg = cycle_config(config, home.state, batch)
         parent = start_cycle(name, batch, run)
         champion = fetch_base_model(name, parent, requested=config.model, run=run)
         ingested = ingest_data(sources, data=cfg.data, validation=cfg.validation, run=run)
@@ -135,7 +125,7 @@ def _named(numbers: dict[str, Any]) -> dict[str, Any]:
 def nothing_new(landing: str, name: str) -> dict[str, Any]:
     """The summary of a cycle with nothing to do; its reason goes to the flow run's log, as a warning (and
     a Prefect artifact) when the landing folder is missing."""
-    summary = nothing_to_do(Path(landing), tracking.alias_version(name, "champion"))
+    summary = nothing_to_do(Path(landing), current_champion(name))
     if summary["warning"]:
         get_run_logger().warning(summary["warning"])
         from prefect.artifacts import create_markdown_artifact

@@ -17,8 +17,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from flows.continual import continual_flow
 from flows.training import training_flow
-from lmloop.config import PipelineConfig
-from lmloop.settings import PROJECT_ROOT
+from lmloop.core.config import PipelineConfig
+from lmloop.core.settings import PROJECT_ROOT
 
 
 def _schedule(config: PipelineConfig, cron: str | None, interval: float | None) -> dict[str, Any]:

@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from lmloop import settings
-from lmloop.config import PipelineConfig
-from lmloop.errors import UserError
-from lmloop.preflight import check_data, check_model
-from lmloop.runs import run_key
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig
+from lmloop.core.errors import UserError
+from lmloop.ops.preflight import check_data, check_model
+from lmloop.registry.runs import run_key
 from tasks.data import ingest_data, prepare_test_set, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm, judge_new_classifier
@@ -78,7 +78,7 @@ def finetune_flow(
             blocks = tokenize_and_pack(
                 corpus,
                 parent.tokenizer,
-                block_size=parent.model.block_size,
+                block_size=parent.block_size,
                 validation=config.validation,
                 run=run,
                 batch_size=config.finetune.batch_size,

@@ -6,11 +6,11 @@ from typing import Any
 
 from prefect import flow
 
-from lmloop import settings
-from lmloop.config import PipelineConfig, with_knobs
-from lmloop.errors import UserError
-from lmloop.preflight import check_data
-from lmloop.runs import run_key
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig, with_knobs
+from lmloop.core.errors import UserError
+from lmloop.ops.preflight import check_data
+from lmloop.registry.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.register import record_trained_data, register_model

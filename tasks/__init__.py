@@ -1,1 +1,1 @@
-"""Prefect tasks: thin wrappers over ``lmloop.stages`` returning paths, ids and small dicts."""
+"""Prefect tasks: thin wrappers over the library (``lmloop.<room>``) returning paths, ids and small dicts."""

@@ -9,12 +9,18 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from lmloop import continual, promotion, tracking
-from lmloop.config import ContinualConfig, EvalConfig
-from lmloop.contracts import BaseModelRef, Blocks, Corpus, GateDecision, Registered, Run, TrainedModel
-from lmloop.landing import new_files
-from lmloop.settings import Home
-from lmloop.state import State
+from lmloop.continual import cycle
+from lmloop.continual.landing import new_files
+from lmloop.core.config import ContinualConfig, EvalConfig
+from lmloop.core.settings import Home
+from lmloop.core.values import Run
+from lmloop.data.state import State
+from lmloop.data.values import Corpus
+from lmloop.promotion import moves
+from lmloop.promotion.values import GateDecision
+from lmloop.registry import tracking
+from lmloop.registry.values import Registered
+from lmloop.training.values import BaseModelRef, Blocks, TrainedModel
 
 
 @task
@@ -42,7 +48,7 @@ def _plain(uri: str) -> str:
 def start_cycle(name: str, batch: str, run: Run) -> str:
     """The champion version this cycle starts from (the same on every rerun of the cycle, unless the champion
     moved before it was judged: then the champion now, and the earlier attempt's checkpoints are dropped)."""
-    parent, replanned = continual.cycle_parent(name, batch, State(run.home.state))
+    parent, replanned = cycle.cycle_parent(name, batch, State(run.home.state))
     if replanned:
         get_run_logger().warning("the champion moved before this cycle was judged: re-planned from v%s", parent)
         for stale in ("checkpoints", "base"):  # trained from, and downloaded for, the old parent
@@ -54,7 +60,7 @@ def start_cycle(name: str, batch: str, run: Run) -> str:
 def mix_and_pack(corpus: Corpus, base: BaseModelRef, *, replay_ratio: float, seed: int, run: Run) -> Blocks:
     """New data + a replay sample of old training data; the mixture is logged as a dataset input."""
     state, cache = State(run.home.state), run.home.cache / "tokens"
-    out = continual.pack_mix(
+    out = cycle.pack_mix(
         corpus, base, replay_ratio=replay_ratio, seed=seed, state=state, tokens_cache=cache, out=run.work
     )
     manifest = out.counts["manifest"]
@@ -80,7 +86,7 @@ def judge_challenger(
     run: Run,
 ) -> GateDecision:
     state = State(run.home.state)
-    return continual.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
+    return cycle.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
 
 
 @task
@@ -89,11 +95,11 @@ def apply_decision(
 ) -> dict[str, Any]:
     """Promote or not, under the lock, re-reading the champion; report to MLflow and Prefect."""
     name, version = challenger.model_name, challenger.model_version
-    outcome = promotion.apply_gate(
+    outcome = moves.apply_gate(
         decision, name=name, challenger=version, champion=champion.version, state=State(run.home.state)
     )
     tracking.log_text(run.run_id, outcome["report"], "gate/report.md")
-    from lmloop.plots import gate_comparison
+    from lmloop.evaluation.plots import gate_comparison
 
     title = f"Gate: challenger v{version} vs champion v{champion.version}"
     plot = gate_comparison(decision.comparison, run.work / "plots" / "gate_comparison.png", title)

@@ -8,12 +8,15 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from data_checks import data_docs, write_docs_index
-from lmloop import settings, stages, tracking
-from lmloop.config import DataConfig, ValidationConfig
-from lmloop.contracts import Corpus, Ingested, Run
-from lmloop.data import FileReport
-from lmloop.ingest import Unit, plan_ingest, process_unit
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.core.config import DataConfig, ValidationConfig
+from lmloop.core.values import Run
+from lmloop.data import stages as data_stages
+from lmloop.data.ingest import Unit, plan_ingest, process_unit
+from lmloop.data.reports import FileReport
+from lmloop.data.state import State
+from lmloop.data.values import Corpus, Ingested
+from lmloop.registry import tracking
 from tasks.runners import map_units, runner_kind
 
 
@@ -71,7 +74,7 @@ def _report(run: Run, folder: Path) -> None:
 
 def _gate(ingested: Ingested, data: DataConfig, validation: ValidationConfig, run: Run) -> Corpus:
     """The data gate over ingested files, quarantining under this run and deduplicating against the state."""
-    return stages.validate(
+    return data_stages.validate(
         ingested,
         data=data,
         validation=validation,

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from prefect import task
 
-from lmloop import tracking
-from lmloop.config import EvalConfig
-from lmloop.contracts import Blocks, Corpus, Run, TrainedModel
-from lmloop.evaluate import evaluate
+from lmloop.core.config import EvalConfig
+from lmloop.core.values import Run
+from lmloop.data.values import Corpus
+from lmloop.evaluation.evaluate import evaluate
+from lmloop.registry import tracking
+from lmloop.training.values import Blocks, TrainedModel
 
 
 def flatten_slices(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
@@ -27,7 +29,7 @@ def evaluate_model(
     tracking.log_metrics(run.run_id, {**out.metrics, **flatten_slices(out.slices())})
     tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
     tracking.log_table(run.run_id, out.samples(), "evaluation/samples.json")
-    from lmloop.plots import slice_bars
+    from lmloop.evaluation.plots import slice_bars
 
     plot = slice_bars(out.slices(), "bits_per_byte", out.path / "plots" / "slices_bits_per_byte.png")
     tracking.log_artifact(run.run_id, plot, "plots")

@@ -6,11 +6,15 @@ from typing import Any
 
 from prefect import task
 
-from lmloop import pretrain, tracking
-from lmloop.classify import train_classifier
-from lmloop.config import FinetuneConfig, ModelConfig, TrainConfig
-from lmloop.contracts import BaseModelRef, Blocks, Corpus, Registered, Run, TrainedModel
-from lmloop.state import State
+from lmloop.core.config import FinetuneConfig, ModelConfig, TrainConfig
+from lmloop.core.values import Run
+from lmloop.data.state import State
+from lmloop.data.values import Corpus
+from lmloop.registry import tracking
+from lmloop.registry.values import Registered
+from lmloop.training import pretrain
+from lmloop.training.classify import train_classifier
+from lmloop.training.values import BaseModelRef, Blocks, TrainedModel
 from tasks.train import log_training_curves, with_progress
 
 
@@ -60,7 +64,7 @@ def finetune_classifier(
 @task
 def judge_new_classifier(trained: TrainedModel, registered: Registered, run: Run) -> dict[str, Any]:
     """``@champion`` moves to the new classifier only when it beats the current one on the same test rows."""
-    from lmloop.classifier_gate import judge_classifier
+    from lmloop.promotion.classifier_gate import judge_classifier
 
     name, version = registered.model_name, registered.model_version
     rows = run.work / "classifier_test_rows.jsonl"

@@ -2,9 +2,14 @@ from __future__ import annotations
 
 from prefect import task
 
-from lmloop import promotion, settings, tracking
-from lmloop.contracts import Corpus, Registered, Run, TrainedModel
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.core.values import Run
+from lmloop.data.state import State
+from lmloop.data.values import Corpus
+from lmloop.promotion import moves
+from lmloop.registry import tracking
+from lmloop.registry.values import Registered
+from lmloop.training.values import TrainedModel
 
 
 @task
@@ -34,7 +39,7 @@ def register_model(
     )
     tracking.describe_registered_model(name, _MODEL_DESCRIPTIONS[task].format(name=name))
     if not refused:
-        promotion.first_champion(name, version, State(run.home.state))
+        moves.first_champion(name, version, State(run.home.state))
     _link_back(run, name, version)
     return Registered(model_name=name, model_version=version, aliases=tracking.aliases_of(name, version))
 

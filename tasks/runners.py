@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from prefect import Task, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from lmloop import settings
-from lmloop.config import DataConfig
-from lmloop.stopping import StopRequest
+from lmloop.core import settings
+from lmloop.core.config import DataConfig
+from lmloop.core.stopping import StopRequest
 
 T = TypeVar("T")
 _WAIT_S = 1.0  # how often a stop request is looked at while workers run

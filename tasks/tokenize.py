@@ -6,15 +6,19 @@ from pathlib import Path
 
 from prefect import task
 
-from lmloop import stages, token_cache, tracking
-from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
-from lmloop.contracts import Blocks, Corpus, Run, TokenizerRef
+from lmloop.core.config import DataConfig, TokenizerConfig, ValidationConfig
+from lmloop.core.values import Run
+from lmloop.data.values import Corpus
+from lmloop.registry import tracking
+from lmloop.training import stages as training_stages
+from lmloop.training import token_cache
+from lmloop.training.values import Blocks, TokenizerRef
 from tasks.runners import map_units, runner_kind
 
 
 @task
 def train_tokenizer(corpus: Corpus, cfg: TokenizerConfig, run: Run) -> TokenizerRef:
-    out = stages.prepare_tokenizer(corpus, cfg, run.work)
+    out = training_stages.prepare_tokenizer(corpus, cfg, run.work)
     tracking.log_metrics(run.run_id, {"tokenizer_vocab_size": out.vocab_size})
     return out
 
@@ -43,7 +47,7 @@ def tokenize_and_pack(
     pending = token_cache.pending_shards(corpus.shards(), tokenizer.path, cache_root)
     kind = runner_kind(data, sum(Path(s).stat().st_size for s in pending))
     map_units(tokenize_unit, pending, kind, data, tokenizer=tokenizer.path, cache_root=cache_root)
-    out = stages.pack_blocks(
+    out = training_stages.pack_blocks(
         corpus,
         tokenizer.path,
         block_size=block_size,

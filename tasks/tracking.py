@@ -8,13 +8,13 @@ from contextlib import contextmanager
 from prefect import get_run_logger, task
 from prefect.exceptions import TerminationSignal
 
-from lmloop import tracking
-from lmloop.config import PipelineConfig
-from lmloop.contracts import Run
-from lmloop.corpus import DataValidationError
-from lmloop.faults import crash_point
-from lmloop.runs import RunIndex
-from lmloop.settings import Home
+from lmloop.core.config import PipelineConfig
+from lmloop.core.faults import crash_point
+from lmloop.core.settings import Home
+from lmloop.core.values import Run
+from lmloop.data.gate import DataValidationError
+from lmloop.registry import tracking
+from lmloop.registry.runs import RunIndex
 
 # What stops a flow from outside: Ctrl-C, a stop request, and SIGTERM where Prefect's own handler takes it
 # (while a flow runs and no stop request listens: Prefect raises TerminationSignal, then hands the signal on)

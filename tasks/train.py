@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from lmloop import pretrain, tracking
-from lmloop.config import ModelConfig, TrainConfig
-from lmloop.contracts import Blocks, Run, TrainedModel
-from lmloop.train import LogFn
+from lmloop.core.config import ModelConfig, TrainConfig
+from lmloop.core.values import Run
+from lmloop.registry import tracking
+from lmloop.training import pretrain
+from lmloop.training.train import LogFn
+from lmloop.training.values import Blocks, TrainedModel
 
 SUMMARY_METRICS = ("tokens_per_second", "parameters", "tokens", "mfu_measured_peak", "mfu_datasheet", "resumed_from")
 SUMMARY_METRICS += ("micro_batch_size", "grad_accum", "threads")
@@ -33,7 +35,7 @@ def with_progress(log: LogFn, total: int) -> LogFn:
 
 def log_training_curves(run: Run, title: str) -> None:
     """Loss and learning-rate curves from the run's own metric history, as ``plots/training_curves.png``."""
-    from lmloop.plots import training_curves
+    from lmloop.evaluation.plots import training_curves
 
     history = tracking.metric_history(run.run_id, ("train_loss", "val_loss", "learning_rate"))
     path = training_curves(history, run.work / "plots" / "training_curves.png", title)

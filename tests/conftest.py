@@ -26,14 +26,14 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
-from lmloop.settings import configure_environment, environment  # noqa: E402
+from lmloop.core.settings import configure_environment, environment  # noqa: E402
 
 configure_environment()
 
 import pytest  # noqa: E402
 
-from lmloop.config import PipelineConfig, load_config  # noqa: E402
-from lmloop.sample_data import write_corpus  # noqa: E402
+from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.data.sample_data import write_corpus  # noqa: E402
 
 # A 2-layer, 64-wide model for a few steps: enough to see the loss fall in seconds.
 TINY_OVERRIDES = [
@@ -126,7 +126,7 @@ def prefect_harness():
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """One real Prefect server for the tests that run ``lmloop`` as a subprocess: each CLI call would
     otherwise start (and stop) its own temporary server, ~8 s apiece."""
-    from lmloop.servers import free_port, prefect_server_command, start, stop, wait_http
+    from lmloop.ops.servers import free_port, prefect_server_command, start, stop, wait_http
 
     port = free_port()
     root = tmp_path_factory.mktemp("prefect-server")
@@ -143,7 +143,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
 def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
     """One real training flow run, shared: later flows (fine-tuning, continual) start from its champion."""
     from flows.training import training_flow
-    from lmloop import settings
+    from lmloop.core import settings
 
     out = training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
     return {**out, "tracking_uri": settings.tracking_uri()}  # the store it was registered in

@@ -1,8 +1,8 @@
 import pandas as pd
 
 from data_checks import validate_corpus, validate_frame, validate_token_lengths
-from lmloop.cleaning import bad_char_share, doc_id
-from lmloop.config import ValidationConfig
+from lmloop.core.config import ValidationConfig
+from lmloop.data.cleaning import bad_char_share, doc_id
 
 CFG = ValidationConfig(min_rows=3, max_chars=50, allowed_labels=["a", "b"])
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings
-from lmloop.servers import free_port, mlflow_ui_command, start, stop, wait_http
+from lmloop.core import settings
+from lmloop.ops.servers import free_port, mlflow_ui_command, start, stop, wait_http
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -122,7 +122,7 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from lmloop.sample_data import write_corpus
+    from lmloop.data.sample_data import write_corpus
 
     home, mlflow_port, prefect_port = tmp_path / "home", free_port(), free_port()
     env = {**os.environ, "LMLOOP_HOME": str(home)}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings
-from lmloop.config import PipelineConfig
-from lmloop.servers import free_port
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig
+from lmloop.ops.servers import free_port
 from tests.conftest import MLFLOW_URIS, store_client
 
 pytestmark = pytest.mark.slow

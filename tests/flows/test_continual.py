@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings, tracking
-from lmloop.config import PipelineConfig, load_config
-from lmloop.sample_data import write_corpus
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig, load_config
+from lmloop.data.sample_data import write_corpus
+from lmloop.data.state import State
+from lmloop.registry import tracking
 from tests.conftest import mlflow_store
 
 pytestmark = pytest.mark.slow
@@ -141,7 +142,7 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     gate_run = stages["gate"].info.run_id
     report = Path(tracking.client().download_artifacts(gate_run, "gate/report.md")).read_text()
     assert "95% CI" in report and "linear probe" in report
-    from lmloop.status import collect
+    from lmloop.ops.status import collect
 
     (like,) = [c for c in collect(NAME, "lmloop", settings.home())["comparisons"] if c["version"] == out["champion"]]
     assert like["against"] == "1" and {"champion", "challenger"} <= like["slices"][batch].keys()
@@ -173,8 +174,8 @@ def test_a_harmful_batch_is_rejected_and_the_champion_stays(home: Path) -> None:
     assert tracking.alias_version(NAME, "champion") == champion == out["champion"]
     assert tracking.alias_version(NAME, "challenger") == out["challenger"]
     assert history()[-1]["promoted"] is False
-    from lmloop.errors import UserError
-    from lmloop.promotion import rollback
+    from lmloop.core.errors import UserError
+    from lmloop.promotion.moves import rollback
 
     with pytest.raises(UserError, match="rejected by the gate.*forgetting.*--force"):
         rollback(NAME, "try the rejected one", _state(), out["challenger"])

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from lmloop import tracking
-from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
-from lmloop.contracts import Run, TokenizerRef
-from lmloop.sample_data import write_corpus
-from lmloop.settings import Home
-from lmloop.tokenizer import train_bpe
+from lmloop.core.config import DataConfig, TokenizerConfig, ValidationConfig
+from lmloop.core.settings import Home
+from lmloop.core.values import Run
+from lmloop.data.sample_data import write_corpus
+from lmloop.registry import tracking
+from lmloop.training.tokenizer import train_bpe
+from lmloop.training.values import TokenizerRef
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.tokenize import tokenize_and_pack
 

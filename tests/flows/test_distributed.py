@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from lmloop import pretrain, tracking
-from lmloop.config import ModelConfig, TrainConfig
-from lmloop.contracts import Blocks
-from lmloop.tokenizer import train_bpe
+from lmloop.core.config import ModelConfig, TrainConfig
+from lmloop.registry import tracking
+from lmloop.training import pretrain
+from lmloop.training.tokenizer import train_bpe
+from lmloop.training.values import Blocks
 
 pytestmark = pytest.mark.slow
 

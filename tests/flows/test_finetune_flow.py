@@ -7,8 +7,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from lmloop import tracking
-from lmloop.config import PipelineConfig
+from lmloop.core.config import PipelineConfig
+from lmloop.registry import tracking
 
 pytestmark = pytest.mark.slow
 STEPS = {
@@ -97,8 +97,8 @@ def test_a_warm_start_takes_the_champions_architecture_and_refuses_a_contradicti
     """Regression: a warm start used to pack ``cfg.model.block_size`` blocks whatever the champion's
     positions were. Without a model section the champion's architecture is used; a contradiction is refused."""
     from flows.finetune import finetune_flow
-    from lmloop.config import ConfigError, load_config
-    from lmloop.pretrain import model_config_of
+    from lmloop.core.config import ConfigError, load_config
+    from lmloop.training.pretrain import model_config_of
 
     sets = [f"{k}={v}" for k, v in {**STEPS["finetune"], "max_steps": 10}.items()]
     unset = load_config(None, [f"finetune.{s}" for s in sets])
@@ -123,9 +123,9 @@ def test_a_worse_classifier_keeps_the_champion_classifier(
     """A team crowned a classifier by hand; a worse one, judged on the same test rows (paired bootstrap),
     leaves ``@champion`` where it is, and the decision is recorded."""
     from flows.finetune import finetune_flow
-    from lmloop import settings
-    from lmloop.classifier_gate import judge_classifier
-    from lmloop.state import State
+    from lmloop.core import settings
+    from lmloop.data.state import State
+    from lmloop.promotion.classifier_gate import judge_classifier
 
     cfg = _config(tiny_config)
     good = SHARED.get("classifier") or finetune_flow(task="classification", config=cfg, data=[str(corpus)])
@@ -200,7 +200,7 @@ def test_a_classifier_learns_real_text_and_is_scored_on_the_teams_test_file(
     assert metrics["tapt_steps"] > 0 and metrics["best_epoch"] <= metrics["epochs_run"] <= 5
     assert metrics["accuracy"] > majority + 0.1, (metrics, majority)
     assert metrics["baseline_accuracy"] > majority + 0.1 and metrics["baseline_c"] in (1.0, 4.0, 16.0, 64.0)
-    from lmloop.classifier_gate import predict_labels
+    from lmloop.promotion.classifier_gate import predict_labels
 
     model_dir = str(Path(out["work_dir"]) / "classifier")
     scored = [json.loads(line) for line in (Path(out["work_dir"]) / "classifier_test_rows.jsonl").open()]

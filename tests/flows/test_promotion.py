@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
-from lmloop import settings, tracking
-from lmloop.promotion import promote_if_better, rollback
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.data.state import State
+from lmloop.promotion.moves import promote_if_better, rollback
+from lmloop.registry import tracking
 
 STATE = State(settings.home().state)
 

@@ -2,9 +2,10 @@
 
 import logging
 
-from lmloop import settings, tracking
-from lmloop.config import PipelineConfig
-from lmloop.runs import RunIndex, run_key
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig
+from lmloop.registry import tracking
+from lmloop.registry.runs import RunIndex, run_key
 
 
 class _Collect(logging.Handler):

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.config import load_config
+from lmloop.core.config import load_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_sixty_short_rows_get_a_clear_refusal_that_says_what_is_needed(prefect_harness, tmp_path: Path) -> None:
     from flows.training import training_flow
-    from lmloop.stages import DataTooSmall
+    from lmloop.training.stages import DataTooSmall
 
     data = tmp_path / "small"
     data.mkdir()

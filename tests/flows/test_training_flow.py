@@ -6,9 +6,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from lmloop import settings, tracking
-from lmloop.config import PipelineConfig
-from lmloop.corpus import DataValidationError
+from lmloop.core import settings
+from lmloop.core.config import PipelineConfig
+from lmloop.data.gate import DataValidationError
+from lmloop.registry import tracking
 from tests.conftest import store_client
 
 pytestmark = pytest.mark.slow
@@ -91,8 +92,8 @@ def test_bad_data_stops_before_training_and_registers_nothing(
 
 def test_the_first_champion_is_set_under_the_lock_and_recorded(trained: dict, tiny_config: PipelineConfig) -> None:
     """Regression: the first version used to become champion outside the promotion lock, with no record."""
-    from lmloop.promotion import first_champion
-    from lmloop.state import State
+    from lmloop.data.state import State
+    from lmloop.promotion.moves import first_champion
 
     name, state = tiny_config.registry.model_name, State(settings.home().state)
     firsts = [e for e in state.history() if e["event"] == "first_champion" and e["model"] == name]

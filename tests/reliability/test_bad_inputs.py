@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.sample_data import write_corpus
+from lmloop.data.sample_data import write_corpus
 from tests.bad_inputs import EXPECTED, write_bad_inputs
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 

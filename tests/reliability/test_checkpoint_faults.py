@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.checkpoint import complete_checkpoints, latest_valid, verify
+from lmloop.training.checkpoint import complete_checkpoints, latest_valid, verify
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,9 @@ TRAIN = textwrap.dedent(
     from pathlib import Path
     import numpy as np, torch
     from datasets import Dataset
-    from lmloop.config import TrainConfig
-    from lmloop.model import build_causal_lm
-    from lmloop.train import train_causal_lm
+    from lmloop.core.config import TrainConfig
+    from lmloop.training.model import build_causal_lm
+    from lmloop.training.train import train_causal_lm
 
     vocab, block = 4096, 32
     rng = np.random.default_rng(0)

@@ -6,14 +6,14 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lmloop.config import DataConfig, ValidationConfig
+from lmloop.core.config import DataConfig, ValidationConfig
 
 
 def _ingest_and_tokenize(sources: list[str], cache: str, out: str, tokenizer: str) -> list[str]:
-    from lmloop import stages
-    from lmloop.token_cache import tokenize_shards
+    from lmloop.data import stages as data_stages
+    from lmloop.training.token_cache import tokenize_shards
 
-    ingested = stages.ingest(
+    ingested = data_stages.ingest(
         sources,
         data=DataConfig(),
         validation=ValidationConfig(min_rows=1),
@@ -25,7 +25,7 @@ def _ingest_and_tokenize(sources: list[str], cache: str, out: str, tokenizer: st
 
 
 def test_two_runs_on_the_same_files_at_once(tmp_path: Path) -> None:
-    from lmloop.tokenizer import train_bpe
+    from lmloop.training.tokenizer import train_bpe
 
     data = tmp_path / "data"
     data.mkdir()
@@ -51,10 +51,10 @@ def test_a_truncated_cache_entry_is_rebuilt_not_read(tmp_path: Path) -> None:
     """A shard or token file cut short (a full disk, a killed copy) broke every later run with "Expected to be
     able to read N bytes" and no file named; entries are sealed with their size and hash when written, and one
     that no longer matches is rebuilt."""
-    from lmloop.ingest import process_file
-    from lmloop.sources import discover
-    from lmloop.token_cache import tokenize_shard, tokenize_shards
-    from lmloop.tokenizer import train_bpe
+    from lmloop.data.ingest import process_file
+    from lmloop.data.sources import discover
+    from lmloop.training.token_cache import tokenize_shard, tokenize_shards
+    from lmloop.training.tokenizer import train_bpe
 
     data = tmp_path / "data"
     data.mkdir()
@@ -73,7 +73,7 @@ def test_a_truncated_cache_entry_is_rebuilt_not_read(tmp_path: Path) -> None:
     (tokens,) = tokenize_shards([str(shard)], tokenizer, tmp_path / "tokens")["paths"]
     cached = Path(tokens).read_bytes()
     Path(tokens).write_bytes(cached[:-100])
-    from lmloop.token_cache import encoder
+    from lmloop.training.token_cache import encoder
 
     path, was_cached = tokenize_shard(str(shard), encoder(tokenizer), Path(tokens).parent)
     assert not was_cached and Path(path).read_bytes() == cached

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.sample_data import write_corpus
+from lmloop.data.sample_data import write_corpus
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, mlflow_store
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def _state(home: Path) -> dict:
 def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
     home: Path, prefect_api: str, point: str
 ) -> None:
-    from lmloop import tracking
+    from lmloop.registry import tracking
 
     landing = home / f"landing-{point}"
     write_corpus(landing, seed=POINTS.index(point) + 30, shift=True, docs=200, files=1)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lmloop.settings import PROJECT_ROOT
+from lmloop.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from mlflow.exceptions import MlflowException
 
-from lmloop import tracking
-from lmloop.promotion import first_champion
-from lmloop.servers import free_port, stop
-from lmloop.state import State
+from lmloop.data.state import State
+from lmloop.ops.servers import free_port, stop
+from lmloop.promotion.moves import first_champion
+from lmloop.registry import tracking
 from tests.conftest import mlflow_store, store_client
 from tests.reliability.test_tracking_down import _server
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings
+from lmloop.core import settings
+from lmloop.ops.servers import free_port, stop
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, store_client
+from tests.reliability.test_tracking_down import _server
 
 pytestmark = pytest.mark.slow
 CODE = ["lmloop", "flows", "tasks", "data_checks", "cli", "benchmarks"]
@@ -78,24 +80,39 @@ def test_nothing_lmloop_wrote_is_a_pickle_and_prefect_results_are_json(trained: 
 
 
 def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path: Path) -> None:
+    """Secrets from every door (a password in the tracking URI, cloud/hub tokens in the environment, a
+    ``--set`` storage option) never reach stdout, stderr, the MLflow server's store or Prefect's database."""
     canary = "canary-7f3a9c1e5b"
-    home, prefect_home = tmp_path / "home", tmp_path / "prefect"
+    home, prefect_home, server_root = tmp_path / "home", tmp_path / "prefect", tmp_path / "mlflow"
+    port = free_port()
+    server = _server(server_root, port)
+    uri = f"http://lmloop:{canary}-url@127.0.0.1:{port}"
     env = {**os.environ, "LMLOOP_HOME": str(home), "PREFECT_HOME": str(prefect_home)}
     for key in (*MLFLOW_URIS, "PREFECT_API_URL"):
         env.pop(key, None)
+    env |= dict.fromkeys(MLFLOW_URIS, uri)
     env |= {"AWS_SECRET_ACCESS_KEY": f"{canary}-env", "HF_TOKEN": f"{canary}-hf", "LMLOOP_API_TOKEN": f"{canary}-x"}
     sets = [*TINY_OVERRIDES, f"data.storage_options={{memory: {{token: {canary}-config}}}}", "eval.samples=0"]
     command = [sys.executable, "-m", "cli", "run", "--data", str(corpus), *[a for s in sets for a in ("--set", s)]]
-    proc = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert canary not in proc.stdout and canary not in proc.stderr
-    stored = [p for root in (home, prefect_home) for p in root.rglob("*") if p.is_file()]
-    assert any(p.name == "mlflow.db" for p in stored) and any(p.name.startswith("prefect.db") for p in stored)
-    leaked = [str(p) for p in stored if canary.encode() in p.read_bytes()]
-    assert leaked == [], "the MLflow store (params, tags, artifacts) and Prefect's database and logs hold no secret"
-    run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
-    params = store_client(home).get_run(run_id).data.params
-    assert "**********" in params["data.storage_options"]
+    try:
+        proc = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        shown = [proc.stdout, proc.stderr]
+        for extra in (["status"], ["status", "--json"], ["config", "show"]):
+            seen = subprocess.run([sys.executable, "-m", "cli", *extra], env=env, capture_output=True, text=True)
+            assert seen.returncode == 0, seen.stderr[-3000:]
+            shown += [seen.stdout, seen.stderr]
+        assert not [text for text in shown if canary in text], "printed"
+        assert any("lmloop:***@127.0.0.1" in text for text in shown), "the URL is still shown, its password hidden"
+        stored = [p for root in (home, prefect_home, server_root) for p in root.rglob("*") if p.is_file()]
+        assert any(p.name == "mlflow.db" for p in stored) and any(p.name.startswith("prefect.db") for p in stored)
+        leaked = [str(p) for p in stored if canary.encode() in p.read_bytes()]
+        assert leaked == [], "the MLflow store (params, tags, artifacts) and Prefect's database and logs hold no secret"
+        run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+        params = store_client(f"http://127.0.0.1:{port}").get_run(run_id).data.params
+        assert "**********" in params["data.storage_options"]
+    finally:
+        stop(server)
 
 
 def test_servers_bind_to_loopback_by_default() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.servers import free_port, start, stop, wait_http
+from lmloop.ops.servers import free_port, start, stop, wait_http
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES, store_client
 
 pytestmark = pytest.mark.slow

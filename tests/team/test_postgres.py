@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.sample_data import write_corpus
-from lmloop.servers import free_port, start, stop, wait_http
+from lmloop.data.sample_data import write_corpus
+from lmloop.ops.servers import free_port, start, stop, wait_http
 from tests.conftest import MLFLOW_URIS, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -215,9 +215,9 @@ def test_the_promotion_lock_is_exclusive_across_processes(team: dict, monkeypatc
     """Two holders of the PostgreSQL advisory lock never overlap (threads here, other machines in a team)."""
     import threading
 
-    from lmloop import settings
-    from lmloop.promotion import exclusive
-    from lmloop.state import State
+    from lmloop.core import settings
+    from lmloop.data.state import State
+    from lmloop.promotion.moves import exclusive
 
     monkeypatch.setenv("LMLOOP_LOCK_URL", team["LMLOOP_LOCK_URL"])
     spans: list[tuple[float, float]] = []

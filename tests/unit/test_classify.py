@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmloop.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
-from lmloop.evaluate import DocScores, slice_metrics
-from lmloop.sample_data import true_entropy, write_corpus
+from lmloop.data.sample_data import true_entropy, write_corpus
+from lmloop.evaluation.evaluate import DocScores, slice_metrics
+from lmloop.training.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
 
 
 def test_classification_metrics_and_report() -> None:
@@ -49,7 +49,7 @@ def test_slice_metrics_group_documents() -> None:
 
 
 def test_true_entropy_matches_generated_documents(tmp_path) -> None:
-    from lmloop.cleaning import doc_id
+    from lmloop.data.cleaning import doc_id
 
     summary = write_corpus(tmp_path, seed=1, docs=30, files=1)
     texts = [line for line in (tmp_path / "part-000.jsonl").read_text().splitlines()]
@@ -65,9 +65,9 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from lmloop.classifier_training import Encoded, predict
-    from lmloop.classify import build_classifier, merge_lora
-    from lmloop.model import build_causal_lm
+    from lmloop.training.classifier_training import Encoded, predict
+    from lmloop.training.classify import build_classifier, merge_lora
+    from lmloop.training.model import build_causal_lm
 
     backbone = build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
     backbone.save_pretrained(tmp_path / "backbone")
@@ -95,7 +95,7 @@ def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
 
 
 def test_best_epoch_and_early_stopping() -> None:
-    from lmloop.classifier_training import best_epoch
+    from lmloop.training.classifier_training import best_epoch
 
     assert best_epoch([0.5], 2) == (0, False)
     assert best_epoch([0.5, 0.7, 0.6], 2) == (1, False), "one worse epoch: go on"
@@ -104,7 +104,7 @@ def test_best_epoch_and_early_stopping() -> None:
 
 
 def test_batches_pad_only_to_their_own_longest_text_and_weights_favour_rare_classes() -> None:
-    from lmloop.classifier_training import Encoded, buckets, class_weights, collate, max_length_for
+    from lmloop.training.classifier_training import Encoded, buckets, class_weights, collate, max_length_for
 
     lengths = np.array([3, 30, 4, 29, 5, 28, 3, 31])
     batches = buckets(lengths, 2)  # prediction order: sorted by length
@@ -121,7 +121,7 @@ def test_batches_pad_only_to_their_own_longest_text_and_weights_favour_rare_clas
 
 
 def test_paired_bootstrap_ci_of_the_accuracy_difference() -> None:
-    from lmloop.classify import accuracy_difference_ci
+    from lmloop.training.classify import accuracy_difference_ci
 
     y = np.arange(400) % 4
     better = y.copy()
@@ -152,8 +152,8 @@ def _tiny_backbone(path: Path) -> str:
 def test_training_pools_like_the_registered_model_predicts(tmp_path: Path) -> None:
     """The auxiliary-LM forward pools the classifier's logits itself: they must be the model's own (last
     non-pad token of right-padded texts), or training and prediction would look at different tokens."""
-    from lmloop.classifier_training import Encoded, _logits, collate
-    from lmloop.classify import build_classifier
+    from lmloop.training.classifier_training import Encoded, _logits, collate
+    from lmloop.training.classify import build_classifier
 
     model = build_classifier(_tiny_backbone(tmp_path / "lm"), {"a": 0, "b": 1}, 0, lora=False).eval()
     batch = collate(Encoded([[5, 6, 7], [8], [9, 10]], np.zeros(3, dtype=np.int64)), np.arange(3), 0)
@@ -164,8 +164,8 @@ def test_training_pools_like_the_registered_model_predicts(tmp_path: Path) -> No
 
 
 def test_task_adaptive_pretraining_lowers_the_lm_loss_on_the_task_texts(tmp_path: Path) -> None:
-    from lmloop.classifier_training import Encoded, adapt
-    from lmloop.config import FinetuneConfig
+    from lmloop.core.config import FinetuneConfig
+    from lmloop.training.classifier_training import Encoded, adapt
 
     texts = Encoded([[3, 4, 5, 6, 7]] * 40 + [[9, 8, 7]] * 40, np.zeros(80, dtype=np.int64))
     base = _tiny_backbone(tmp_path / "lm")
@@ -180,8 +180,8 @@ def test_task_adaptive_pretraining_lowers_the_lm_loss_on_the_task_texts(tmp_path
 def test_the_classifier_trains_where_the_config_says() -> None:
     """``train.device``: the GPU when there is one (auto), the CPU when asked; asking for CUDA on a machine
     without it is refused by name."""
-    from lmloop.classifier_training import device_for
-    from lmloop.config import FinetuneConfig
+    from lmloop.core.config import FinetuneConfig
+    from lmloop.training.classifier_training import device_for
 
     assert device_for(FinetuneConfig(device="cpu")).type == "cpu"
     assert device_for(FinetuneConfig()).type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,9 +193,9 @@ def test_the_classifier_trains_where_the_config_says() -> None:
 def test_tapt_and_the_head_run_on_the_configured_device(tmp_path: Path) -> None:
     """The whole classifier path on ``device_for``'s device (CUDA on a GPU machine, the CPU here): TAPT, the
     head with its auxiliary LM loss, and prediction."""
-    from lmloop.classifier_training import Encoded, adapt, device_for, fit, predict
-    from lmloop.classify import build_classifier
-    from lmloop.config import FinetuneConfig
+    from lmloop.core.config import FinetuneConfig
+    from lmloop.training.classifier_training import Encoded, adapt, device_for, fit, predict
+    from lmloop.training.classify import build_classifier
 
     cfg = FinetuneConfig(tapt_epochs=1, epochs=2, batch_size=4)
     data = Encoded([[3, 4, 5], [9, 8, 7, 6]] * 8, np.array([0, 1] * 8))
@@ -216,7 +216,7 @@ def test_the_confusion_plot_of_300_labels_stays_small(tmp_path: Path) -> None:
     code = (
         "import json, resource, sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from lmloop.classify import plot_confusion\n"
+        "from lmloop.training.classify import plot_confusion\n"
         "rng = np.random.default_rng(0); y = rng.integers(0, 300, 6000); p = np.where(rng.random(6000) < .7, y, 0)\n"
         "plot_confusion(y, p, [f'label-{i}' for i in range(300)], Path(sys.argv[1]))\n"
         "print(json.dumps({'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.config import ConfigError, PipelineConfig, load_config
-from lmloop.settings import PROJECT_ROOT
+from lmloop.core.config import ConfigError, PipelineConfig, load_config
+from lmloop.core.settings import PROJECT_ROOT
 
 PRESETS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
 
@@ -44,7 +44,7 @@ def test_digest_changes_with_config() -> None:
 def test_preset_model_sizes(preset: str, low: float, high: float) -> None:
     import torch
 
-    from lmloop.model import build_causal_lm
+    from lmloop.training.model import build_causal_lm
 
     cfg = load_config(preset)
     with torch.device("meta"):
@@ -118,7 +118,7 @@ def test_an_override_changes_only_the_key_it_names_in_every_section(monkeypatch:
 
 
 def test_form_knobs_replace_the_preset_and_set_steps() -> None:
-    from lmloop.config import with_knobs
+    from lmloop.core.config import with_knobs
 
     tiny = load_config("tiny")
     assert with_knobs(tiny) == tiny

@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from lmloop.cleaning import doc_id, normalize_text
-from lmloop.config import DataConfig, ValidationConfig
-from lmloop.data import manifest_digest, split_of
-from lmloop.ingest import ingest_files
-from lmloop.readers import Columns, ReadError, read_rows
-from lmloop.sources import SourceError, SourceFile, discover
+from lmloop.core.config import DataConfig, ValidationConfig
+from lmloop.data.cleaning import doc_id, normalize_text
+from lmloop.data.ingest import ingest_files
+from lmloop.data.readers import Columns, ReadError, read_rows
+from lmloop.data.reports import manifest_digest
+from lmloop.data.sources import SourceError, SourceFile, discover
+from lmloop.data.splits import split_of
 
 DATA = DataConfig()
 VALID = ValidationConfig(min_rows=1)
@@ -35,7 +36,7 @@ def test_split_of_uses_fractions_and_is_stable() -> None:
 
 
 def test_adding_data_never_moves_an_old_document(tmp_path: Path) -> None:
-    from lmloop.corpus import gate
+    from lmloop.data.gate import gate
 
     def splits(folder: Path, out: Path) -> dict[str, set[str]]:
         reports = _ingest(tmp_path, str(folder))
@@ -69,7 +70,7 @@ def test_manifest_records_hash_size_format_rows_and_raw_is_untouched(tmp_path: P
 def test_unchanged_files_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_jsonl(tmp_path / "a.jsonl", ["one", "two"])
     first = _ingest(tmp_path, str(tmp_path / "a.jsonl"))
-    monkeypatch.setattr("lmloop.ingest.read_rows", lambda *a: pytest.fail("re-read an unchanged file"))
+    monkeypatch.setattr("lmloop.data.ingest.read_rows", lambda *a: pytest.fail("re-read an unchanged file"))
     assert _ingest(tmp_path, str(tmp_path / "a.jsonl"))[0].shard == first[0].shard
 
 
@@ -143,8 +144,8 @@ def test_a_stop_request_ends_a_worker_thread_s_group_of_small_files_at_its_next_
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
-    from lmloop.ingest import process_small_files
-    from lmloop.stopping import StopRequest
+    from lmloop.core.stopping import StopRequest
+    from lmloop.data.ingest import process_small_files
 
     raw = tmp_path / "notes"
     raw.mkdir()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmloop.evaluate import score_documents, sliding_windows, unigram_scores
-from lmloop.model import build_causal_lm
-from lmloop.tokenizer import train_bpe
+from lmloop.evaluation.evaluate import score_documents, sliding_windows, unigram_scores
+from lmloop.training.model import build_causal_lm
+from lmloop.training.tokenizer import train_bpe
 
 
 @pytest.mark.parametrize("length,block,stride", [(5, 8, 4), (30, 8, 4), (30, 8, 8), (17, 8, 3)])
@@ -53,8 +53,8 @@ def test_unigram_baseline_is_uniform_without_data(tokenizer) -> None:
 
 
 def test_the_evaluation_sample_is_capped_deterministic_and_the_same_for_every_model(tokenizer) -> None:
-    from lmloop.cleaning import doc_id
-    from lmloop.evaluate import eval_sample
+    from lmloop.data.cleaning import doc_id
+    from lmloop.evaluation.evaluate import eval_sample
 
     texts = [f"the cat sat on the mat {i} " * (1 + i % 5) for i in range(300)]
     ids = [doc_id(t) for t in texts]

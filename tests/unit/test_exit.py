@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lmloop.settings import PROJECT_ROOT
+from lmloop.core.settings import PROJECT_ROOT
 
 # an exit handler registered before the entry point's module is imported runs after its freeze (LIFO)
 PROBE = """

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import settings, stages
-from lmloop.config import DataConfig, TokenizerConfig, ValidationConfig
-from lmloop.contracts import Corpus
-from lmloop.corpus import DataValidationError
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.core.config import DataConfig, TokenizerConfig, ValidationConfig
+from lmloop.data import stages as data_stages
+from lmloop.data.gate import DataValidationError
+from lmloop.data.state import State
+from lmloop.data.values import Corpus
+from lmloop.training import stages as training_stages
 from tests.bad_inputs import EXPECTED, write_bad_inputs
 
 VALID = ValidationConfig(min_rows=5)
@@ -25,8 +27,8 @@ STATE = State(HOME.state)
 
 
 def _corpus(sources: list[str], out: Path, data: DataConfig, validation: ValidationConfig = VALID) -> Corpus:
-    ingested = stages.ingest(sources, data=data, validation=validation, shards=HOME.cache / "shards", out=out)
-    return stages.validate(
+    ingested = data_stages.ingest(sources, data=data, validation=validation, shards=HOME.cache / "shards", out=out)
+    return data_stages.validate(
         ingested, data=data, validation=validation, quarantine=HOME.quarantine / out.name, state=STATE
     )
 
@@ -90,8 +92,8 @@ def test_token_cache_reuses_unchanged_shards_and_tokenizes_only_a_new_file(tmp_p
     data, tok = DataConfig(), TokenizerConfig(vocab_size=300)
     out1 = tmp_path / "run1"
     split = _corpus([str(corpus)], out1 / "data", data).with_splits(data.val_fraction, data.test_fraction)
-    tokenizer = stages.prepare_tokenizer(split, tok, out1).path
-    first = stages.pack_blocks(
+    tokenizer = training_stages.prepare_tokenizer(split, tok, out1).path
+    first = training_stages.pack_blocks(
         split, tokenizer, block_size=32, validation=VALID, tokens_cache=HOME.cache / "tokens", out=out1
     ).counts
     assert first["shards_tokenized"] == 3 and first["train_blocks"] > 0
@@ -100,8 +102,8 @@ def test_token_cache_reuses_unchanged_shards_and_tokenizes_only_a_new_file(tmp_p
     new.mkdir()
     (new / "more.jsonl").write_text("".join(json.dumps({"text": f"fresh text {i}"}) + "\n" for i in range(20)))
     split = _corpus([str(corpus), str(new)], out2 / "data", data).with_splits(data.val_fraction, data.test_fraction)
-    reused = stages.prepare_tokenizer(split, tok.model_copy(update={"path": tokenizer}), out2)
-    second = stages.pack_blocks(
+    reused = training_stages.prepare_tokenizer(split, tok.model_copy(update={"path": tokenizer}), out2)
+    second = training_stages.pack_blocks(
         split, reused.path, block_size=32, validation=VALID, tokens_cache=HOME.cache / "tokens", out=out2
     ).counts
     assert (second["shards_tokenized"], second["shards_from_cache"]) == (1, 3)

@@ -3,8 +3,8 @@ import contextlib
 import numpy as np
 import pytest
 
-from lmloop.evaluate import DocScores
-from lmloop.gate import decide, paired_bootstrap, report_markdown
+from lmloop.evaluation.evaluate import DocScores
+from lmloop.promotion.gate import decide, paired_bootstrap, report_markdown
 
 RNG = np.random.default_rng(0)
 BYTES = RNG.integers(200, 400, size=300)
@@ -50,7 +50,7 @@ def test_mismatched_documents_are_refused() -> None:
 def test_labels_whose_documents_the_champion_now_fits_worse_leave_the_forgetting_guard() -> None:
     """The data that still holds: a label drifted when the champion is clearly worse on its new documents
     than on its old ones; stable labels and unlabelled documents stay under the guard."""
-    from lmloop.continual import drifted_labels, still_holding
+    from lmloop.continual.cycle import drifted_labels, still_holding
 
     def rows(labels: list) -> list[dict]:
         return [{"text": "t", "doc_id": str(i), "label": label} for i, label in enumerate(labels)]
@@ -86,8 +86,8 @@ def _registry(tmp_path, versions: int):
 def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) -> None:
     """A rollback (or another cycle's promotion) before a cycle was judged: its recorded parent may be gone or
     unwanted, so the rerun starts from the champion now; a judged cycle keeps its parent (crash-consistency)."""
-    from lmloop.continual import cycle_parent
-    from lmloop.state import State
+    from lmloop.continual.cycle import cycle_parent
+    from lmloop.data.state import State
 
     state = State(tmp_path / "state")
     with _registry(tmp_path, versions=2) as client:
@@ -102,9 +102,9 @@ def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) 
 
 
 def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(tmp_path) -> None:
-    from lmloop import tracking
-    from lmloop.promotion import promote_if_better
-    from lmloop.state import State
+    from lmloop.data.state import State
+    from lmloop.promotion.moves import promote_if_better
+    from lmloop.registry import tracking
 
     state = State(tmp_path / "state")
     with _registry(tmp_path, versions=3) as client:

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from lmloop import flops
-from lmloop.config import TrainConfig
-from lmloop.fused_loss import CausalLMLoss, linear_cross_entropy, shifted_targets
-from lmloop.hardware import candidates, physical_cores, plan_micro_batch, set_threads
-from lmloop.model import build_causal_lm, padded_vocab
-from lmloop.train import train_causal_lm
+from lmloop.core.config import TrainConfig
+from lmloop.training import flops
+from lmloop.training.fused_loss import CausalLMLoss, linear_cross_entropy, shifted_targets
+from lmloop.training.hardware import candidates, physical_cores, plan_micro_batch, set_threads
+from lmloop.training.model import build_causal_lm, padded_vocab
+from lmloop.training.train import train_causal_lm
 
 ROOT = Path(__file__).resolve().parents[2]
 

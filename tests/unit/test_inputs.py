@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from lmloop.config import DataConfig, ValidationConfig
-from lmloop.corpus import DataValidationError, gate
-from lmloop.ingest import ingest_files
-from lmloop.sources import SourceError, format_of
+from lmloop.core.config import DataConfig, ValidationConfig
+from lmloop.data.gate import DataValidationError, gate
+from lmloop.data.ingest import ingest_files
+from lmloop.data.sources import SourceError, format_of
 
 VALID = ValidationConfig(min_rows=1)
 TEXTS = ["first document", "second document", "third document"]
@@ -97,8 +97,8 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
 
 def test_small_files_checked_together_get_the_reports_they_would_get_alone(tmp_path: Path) -> None:
     """Small files share one GX run; each still gets its own verdict, failures, dropped lines and shard."""
-    from lmloop.ingest import process_file, process_small_files
-    from lmloop.sources import discover
+    from lmloop.data.ingest import process_file, process_small_files
+    from lmloop.data.sources import discover
 
     data = tmp_path / "data"
     data.mkdir()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop import landing as landing_folder
-from lmloop.state import State
+from lmloop.continual import landing as landing_folder
+from lmloop.data.state import State
 
 
 def test_a_file_written_while_it_is_read_waits_for_the_next_cycle(
@@ -45,7 +45,7 @@ def test_fifos_symlink_loops_and_vanishing_files_are_skipped_and_the_rest_is_tak
     import os
     import threading
 
-    from lmloop.sources import discover
+    from lmloop.data.sources import discover
 
     landing, state, staging = tmp_path / "landing", State(tmp_path / "state"), tmp_path / "incoming"
     landing.mkdir()

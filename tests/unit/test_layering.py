@@ -1,5 +1,7 @@
 """The shape of the code: no import cycles between modules or packages, the library above nothing of
-flows/tasks/cli, and LMLOOP_HOME resolved in one place (``lmloop.settings``), never inside library code."""
+flows/tasks/cli, the library's rooms in order (core <- data <- training <- evaluation <- registry <- promotion
+<- continual <- ops), flows that wire tasks without touching MLflow or the durable state themselves, and
+LMLOOP_HOME resolved in one place (``lmloop.core.settings``), never inside library code."""
 
 import ast
 from graphlib import CycleError, TopologicalSorter
@@ -11,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("lmloop", "flows", "tasks", "data_checks", "cli")
 # what resolves the home from the environment; settings.py is the one module allowed to call these
 HOME_RESOLVERS = {"home", "lmloop_home", "mlruns_dir", "preset_dirs"}
+# the library's rooms, lowest first: a room imports only rooms below it (and itself)
+ROOMS = ("core", "data", "training", "evaluation", "registry", "promotion", "continual", "ops")
+# what a flow may not call itself (it calls a task, which calls these): MLflow and the durable state
+FLOWS_MAY_NOT_IMPORT = ("mlflow", "lmloop.registry.tracking", "lmloop.data.state", "lmloop.promotion.moves")
 
 
 def _modules() -> dict[str, Path]:
@@ -24,10 +30,10 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+def _imports(path: Path, modules: dict[str, Path], source: str | None = None) -> set[str]:
     """Every project module ``path`` imports, at module level or inside functions (a lazy import is an edge too)."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source if source is not None else path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in modules}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -64,13 +70,65 @@ def test_packages_are_layered_cli_above_flows_above_tasks_above_the_library() ->
     assert "cli" not in packages["flows"] | packages["tasks"]
 
 
+def _room(module: str) -> int | None:
+    parts = module.split(".")
+    return ROOMS.index(parts[1]) if parts[0] == "lmloop" and len(parts) > 2 and parts[1] in ROOMS else None
+
+
+def _room_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for name, imported in graph.items():
+        if (level := _room(name)) is None:
+            continue
+        found += [f"{name} imports {m} (a room above it)" for m in imported if (_room(m) or 0) > level]
+    return found
+
+
+def test_every_library_module_lives_in_a_room() -> None:
+    loose = [n for n in _modules() if n.startswith("lmloop.") and _room(n) is None and n.split(".")[1] not in ROOMS]
+    assert loose == [], f"modules outside the rooms {ROOMS}: {loose}"
+
+
+def test_rooms_import_only_the_rooms_below_them() -> None:
+    assert _room_violations(_graph()) == []
+
+
+def test_the_room_rule_catches_a_planted_violation() -> None:
+    modules = _modules()
+    graph = _graph()
+    planted = "from lmloop.registry import tracking\n" + modules["lmloop.data.ingest"].read_text()
+    graph["lmloop.data.ingest"] = _imports(modules["lmloop.data.ingest"], modules, planted)
+    assert _room_violations(graph) == ["lmloop.data.ingest imports lmloop.registry.tracking (a room above it)"]
+
+
+def _flow_violations(sources: dict[str, str]) -> list[str]:
+    found = []
+    for name, source in sources.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            found += [f"{name}:{node.lineno} {t}" for t in targets if t.startswith(FLOWS_MAY_NOT_IMPORT)]
+    return found
+
+
+def test_flows_wire_tasks_and_never_call_mlflow_or_the_state_themselves() -> None:
+    sources = {p.name: p.read_text() for p in (ROOT / "flows").glob("*.py")}
+    assert _flow_violations(sources) == []
+    planted = {"continual.py": "from lmloop.registry import tracking\n" + sources["continual.py"]}
+    assert _flow_violations(planted) == ["continual.py:1 lmloop.registry.tracking"]
+
+
 def _home_calls(path: Path) -> list[str]:
     calls = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr in HOME_RESOLVERS:
             if isinstance(node.value, ast.Name) and node.value.id == "settings":
                 calls.append(f"{path.relative_to(ROOT)}:{node.lineno}: settings.{node.attr}")
-        elif isinstance(node, ast.ImportFrom) and node.module == "lmloop.settings":
+        elif isinstance(node, ast.ImportFrom) and node.module == "lmloop.core.settings":
             calls += [
                 f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names if a.name in HOME_RESOLVERS
             ]
@@ -79,7 +137,7 @@ def _home_calls(path: Path) -> list[str]:
 
 def test_library_code_never_resolves_the_home_itself() -> None:
     """Folders are arguments; the CLI and the flows (the edges) resolve LMLOOP_HOME once and pass it down."""
-    library = [p for p in (ROOT / "lmloop").glob("*.py") if p.name != "settings.py"]
+    library = [p for p in (ROOT / "lmloop").rglob("*.py") if p != ROOT / "lmloop" / "core" / "settings.py"]
     library += list((ROOT / "tasks").glob("*.py")) + list((ROOT / "data_checks").glob("*.py"))
     calls = [call for path in library for call in _home_calls(path)]
     assert calls == [], calls

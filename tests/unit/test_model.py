@@ -5,7 +5,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from lmloop.model import build_causal_lm, load_pretrained
+from lmloop.training.model import build_causal_lm, load_pretrained
 
 
 def _tied(model: PreTrainedModel) -> bool:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmloop import near_dups, settings, stages
-from lmloop.config import DataConfig, ValidationConfig
-from lmloop.state import State
+from lmloop.core import settings
+from lmloop.core.config import DataConfig, ValidationConfig
+from lmloop.data import near_dups
+from lmloop.data import stages as data_stages
+from lmloop.data.state import State
 
 VALID = ValidationConfig(min_rows=5)
 WORDS = [f"w{i}" for i in range(5000)]
@@ -65,10 +67,10 @@ def test_the_gate_drops_near_copies_within_the_batch_and_of_frozen_eval_document
     _write(tmp_path / "raw", "b.jsonl", near_copies + far + leaks)
     eval_file = _write(tmp_path / "eval", "frozen.jsonl", frozen)
     data = DataConfig(frozen_eval=[eval_file])
-    ingested = stages.ingest(
+    ingested = data_stages.ingest(
         [str(tmp_path / "raw")], data=data, validation=VALID, shards=home.cache / "s", out=tmp_path / "i"
     )
-    corpus = stages.validate(
+    corpus = data_stages.validate(
         ingested, data=data, validation=VALID, quarantine=tmp_path / "q", state=State(tmp_path / "st")
     )
     summary = corpus.validation
@@ -79,7 +81,7 @@ def test_the_gate_drops_near_copies_within_the_batch_and_of_frozen_eval_document
     assert by_file == {"a.jsonl": 0, "b.jsonl": 10}, "counted against the file that held the copy"
     assert "| 10 |" in (tmp_path / "i" / "validation.md").read_text()
     off = DataConfig(frozen_eval=[eval_file], near_dup_threshold=None)
-    plain = stages.validate(
+    plain = data_stages.validate(
         ingested, data=off, validation=VALID, quarantine=tmp_path / "q", state=State(tmp_path / "st")
     )
     assert plain.validation["rows"] == 60 and plain.validation["near_duplicates_removed"] == 0
@@ -88,33 +90,35 @@ def test_the_gate_drops_near_copies_within_the_batch_and_of_frozen_eval_document
 def test_near_copies_of_documents_already_trained_on_are_dropped(tmp_path: Path) -> None:
     home, state = settings.home(), State(tmp_path / "state")
     old = _docs(60, seed=4)
-    first = stages.ingest(
+    first = data_stages.ingest(
         [_write(tmp_path / "one", "old.jsonl", old)],
         data=DataConfig(),
         validation=VALID,
         shards=home.cache / "s",
         out=tmp_path / "1",
     )
-    trained = stages.validate(first, data=DataConfig(), validation=VALID, quarantine=tmp_path / "q", state=state)
+    trained = data_stages.validate(first, data=DataConfig(), validation=VALID, quarantine=tmp_path / "q", state=state)
     trained = trained.with_splits(0.05, 0.10)
     state.record_training_data(trained, "base")
     assert len(state.trained(3).signatures) == trained.sizes["train"], "signatures kept beside the trained ids"
     train_texts = set(trained.split("train")["text"])
     again = [_edit(t, 1, seed=i) for i, t in enumerate(sorted(train_texts)[:8])] + _docs(20, seed=5)
     data = DataConfig(dedup_against_trained=True)
-    second = stages.ingest(
+    second = data_stages.ingest(
         [_write(tmp_path / "two", "new.jsonl", again)],
         data=data,
         validation=VALID,
         shards=home.cache / "s",
         out=tmp_path / "2",
     )
-    summary = stages.validate(second, data=data, validation=VALID, quarantine=tmp_path / "q", state=state).validation
+    summary = data_stages.validate(
+        second, data=data, validation=VALID, quarantine=tmp_path / "q", state=state
+    ).validation
     assert summary["near_duplicates_removed"] == 8 and summary["rows"] == 20
 
 
 def test_an_unchanged_rerun_reuses_the_gate_decision(tmp_path: Path, monkeypatch) -> None:
-    from lmloop import data as data_module
+    from lmloop.data import dedup as data_module
 
     home, calls = settings.home(), []
     decide = data_module._decide
@@ -123,9 +127,11 @@ def test_an_unchanged_rerun_reuses_the_gate_decision(tmp_path: Path, monkeypatch
     data = DataConfig()
 
     def gate(out: str, config: DataConfig = data) -> dict:
-        ingested = stages.ingest([source], data=config, validation=VALID, shards=home.cache / "s", out=tmp_path / out)
+        ingested = data_stages.ingest(
+            [source], data=config, validation=VALID, shards=home.cache / "s", out=tmp_path / out
+        )
         state = State(tmp_path / "st")
-        return stages.validate(
+        return data_stages.validate(
             ingested, data=config, validation=VALID, quarantine=tmp_path / "q", state=state
         ).validation
 

@@ -1,6 +1,6 @@
 from datasets import Dataset
 
-from lmloop.packing import group_texts, pack
+from lmloop.training.packing import group_texts, pack
 
 
 def test_group_texts_concatenates_and_drops_the_tail() -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lmloop import progress as progress_mod
-from lmloop.progress import progress
+from lmloop.core import progress as progress_mod
+from lmloop.core.progress import progress
 
 
 def test_plain_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from lmloop.sample_data import SHIFT_TOPIC, TOPICS, write_corpus
+from lmloop.data.sample_data import SHIFT_TOPIC, TOPICS, write_corpus
 
 
 def _bytes(folder: Path) -> dict[str, bytes]:

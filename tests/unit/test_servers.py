@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.servers import BIN, mlflow_ui_command, runnable
+from lmloop.ops.servers import BIN, mlflow_ui_command, runnable
 
 
 def _env_of(command: list[str]) -> dict[str, str]:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lmloop.settings import environment
+from lmloop.core.settings import environment
 
 
 def test_a_block_s_variables_and_the_ones_it_may_set_are_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +23,7 @@ def test_a_block_s_variables_and_the_ones_it_may_set_are_put_back(monkeypatch: p
 
 
 def test_credentials_are_redacted_wherever_lmloop_shows_a_url_or_an_override(monkeypatch) -> None:
-    from lmloop import settings
+    from lmloop.core import settings
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://bob:canary-1@mlflow.example:8443")
     assert settings.mlflow_ui_url() == "https://bob:***@mlflow.example:8443"
@@ -49,8 +49,8 @@ def test_credentials_are_redacted_wherever_lmloop_shows_a_url_or_an_override(mon
 def test_a_malformed_lock_url_never_echoes_its_password(tmp_path, monkeypatch) -> None:
     import pytest
 
-    from lmloop.promotion import exclusive
-    from lmloop.state import State
+    from lmloop.data.state import State
+    from lmloop.promotion.moves import exclusive
 
     monkeypatch.setenv("LMLOOP_LOCK_URL", "postgresql://bob:canary-4@@nowhere.invalid:notaport/db")
     with pytest.raises(RuntimeError) as caught, exclusive("champion:m", State(tmp_path)):

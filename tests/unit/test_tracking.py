@@ -4,7 +4,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from lmloop import tracking
+from lmloop.registry import tracking
 from tests.conftest import mlflow_store, store_client
 
 

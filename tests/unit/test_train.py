@@ -8,10 +8,10 @@ import pytest
 import torch
 from datasets import Dataset
 
-from lmloop.checkpoint import complete_checkpoints, latest_valid, verify
-from lmloop.config import TrainConfig
-from lmloop.model import build_causal_lm
-from lmloop.train import train_causal_lm
+from lmloop.core.config import TrainConfig
+from lmloop.training.checkpoint import complete_checkpoints, latest_valid, verify
+from lmloop.training.model import build_causal_lm
+from lmloop.training.train import train_causal_lm
 
 VOCAB, BLOCK = 64, 16
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.config import ConfigError, load_config
+from lmloop.core.config import ConfigError, load_config
 from tests.conftest import MLFLOW_URIS
 
 
@@ -155,7 +155,7 @@ def test_a_label_column_under_another_name_is_named_before_a_classifier_runs(tmp
 
 
 def test_run_warns_of_a_label_column_under_another_name(tmp_path: Path) -> None:
-    from lmloop.preflight import check_data
+    from lmloop.ops.preflight import check_data
 
     notes = check_data([str(_relabelled(tmp_path))], load_config("tiny").data)
     assert len(notes) == 1 and "did you mean 'category'?" in notes[0]
@@ -163,8 +163,8 @@ def test_run_warns_of_a_label_column_under_another_name(tmp_path: Path) -> None:
 
 
 def test_a_mistyped_alias_names_the_aliases_there_are(tmp_path: Path) -> None:
-    from lmloop.errors import NoModel
-    from lmloop.preflight import check_model
+    from lmloop.core.errors import NoModel
+    from lmloop.ops.preflight import check_model
     from tests.conftest import mlflow_store, store_client
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -182,7 +182,7 @@ def test_a_mistyped_alias_names_the_aliases_there_are(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["status", "--json"], ["continual", "--json"]])
 def test_an_unreachable_store_is_one_line_naming_it_without_its_password(command: list[str], tmp_path: Path) -> None:
-    from lmloop.servers import free_port
+    from lmloop.ops.servers import free_port
 
     store = f"http://bob:canary-pw-7731@127.0.0.1:{free_port()}"
     env = {**os.environ, "LMLOOP_HOME": str(tmp_path), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "COLUMNS": "200"}

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.config import ConfigError, ModelConfig, load_config
-from lmloop.model import build_causal_lm
-from lmloop.pretrain import base_model_ref, model_config_of, warm_start_model
-from lmloop.runs import RunIndex, run_key
+from lmloop.core.config import ConfigError, ModelConfig, load_config
+from lmloop.registry.runs import RunIndex, run_key
+from lmloop.training.model import build_causal_lm
+from lmloop.training.pretrain import base_model_ref, model_config_of, warm_start_model
 
 
 @pytest.mark.parametrize("architecture,positions", [("llama", 256), ("gpt2", 64)])

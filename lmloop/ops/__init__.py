@@ -1,0 +1,1 @@
+"""Operating lmloop: status, preflight checks, the servers it starts, and the data-parallel worker process."""

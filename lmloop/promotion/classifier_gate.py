@@ -1,0 +1,63 @@
+"""The gate for classifiers: ``@champion`` of ``<name>-classifier`` moves only when the new classifier beats
+the current champion on the same test rows (a paired bootstrap of the accuracy difference, as the LM gate
+does for bits per byte). Below its TF-IDF + LR baseline a classifier is never crowned (see the finetune flow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmloop.data.state import State
+from lmloop.promotion import moves
+from lmloop.registry import tracking
+from lmloop.training.classify import accuracy_difference_ci
+
+
+def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.ndarray:
+    """A registered classifier's label names for ``texts`` (cut at its context)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from lmloop.training.bases import is_encoder
+    from lmloop.training.classifier_training import encode, predict
+    from lmloop.training.model import load_pretrained
+    from lmloop.training.tokenizer import load_tokenizer
+
+    model = load_pretrained(AutoModelForSequenceClassification, model_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    data = encode(texts, [0] * len(texts), tokenizer, limit, special=is_encoder(model.config.model_type))
+    predicted = predict(model, data, tokenizer.pad_token_id)
+    return np.array([model.config.id2label[int(i)] for i in predicted])
+
+
+def judge_classifier(
+    name: str, challenger: str, model_dir: Path, test_rows: Path, work: Path, state: State
+) -> dict[str, Any]:
+    """Promote ``challenger`` over the current champion only when the paired-bootstrap 95% CI of its accuracy
+    minus the champion's, on the same rows, lies above zero. Recorded like every gate decision."""
+    champion = tracking.alias_version(name, moves.CHAMPION)
+    if champion is None or champion == challenger:
+        return {"promoted": champion == challenger, "reason": "first champion", "champion_version": champion}
+    rows = [json.loads(line) for line in test_rows.read_text(encoding="utf-8").splitlines()]
+    texts, truth = [r["text"] for r in rows], np.array([r["label"] for r in rows])
+    fetched = tracking.fetch_model(name, champion, work / f"champion-{champion}")
+    ours = predict_labels(str(model_dir), str(model_dir), texts)
+    theirs = predict_labels(fetched["model_dir"], fetched["tokenizer_dir"], texts)
+    low, high = accuracy_difference_ci(truth, ours, theirs)
+    accuracy = {"challenger": float((ours == truth).mean()), "champion": float((theirs == truth).mean())}
+    promote = low > 0.0
+    verdict = "better" if promote else "not better"
+    reason = (
+        f"v{challenger} {verdict} than champion v{champion} on the same {len(rows)} test rows: accuracy "
+        f"{accuracy['challenger']:.4f} vs {accuracy['champion']:.4f}, difference 95% CI [{low:+.4f}, {high:+.4f}]"
+    )
+    numbers = {"accuracy_difference_ci95_low": low, "accuracy_difference_ci95_high": high}
+    numbers |= {f"accuracy_{k}": v for k, v in accuracy.items()}
+    return moves.promote_if_better(
+        name, challenger, judged_against=champion, promote=promote, reason=reason, numbers=numbers, state=state
+    )

@@ -1,0 +1,207 @@
+"""The one owner of ``@champion``: the first champion, promotion after the gate, and rollback — each
+under one lock, each recorded.
+
+MLflow's alias update is last-writer-wins, so every move happens inside a database lock and
+re-reads ``@champion`` inside the lock: a challenger judged against a champion that has since moved
+is not promoted. The lock is an EXCLUSIVE sqlite transaction on ``state/locks.db`` (every process using
+that home), or, with ``LMLOOP_LOCK_URL=postgresql://...``, a PostgreSQL advisory lock shared by every
+machine of a team. Every move lands as tags on the version and a line in ``state/gate_history.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lmloop.core.errors import NoModel, UserError
+from lmloop.core.faults import crash_point
+from lmloop.data.state import State
+from lmloop.promotion.gate import Decision, report_markdown
+from lmloop.promotion.values import GateDecision
+from lmloop.registry import tracking
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+
+
+@contextmanager
+def exclusive(name: str, state: State, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
+    url = os.environ.get("LMLOOP_LOCK_URL")
+    if url:
+        with _postgres_lock(url, name, timeout):
+            yield
+        return
+    state.root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state.locks_db, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, holder TEXT, since REAL)")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?)", (name, str(os.getpid()), time.time()))
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
+    """A session-level advisory lock keyed by the name's hash; released on exit or if the holder dies."""
+    import hashlib
+
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise RuntimeError("LMLOOP_LOCK_URL is PostgreSQL: pip install 'lmloop[team]' (psycopg)") from exc
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    try:
+        conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+    except (psycopg.Error, ValueError) as exc:  # never echo the URL's password
+        from lmloop.core.settings import redact
+
+        raise RuntimeError(redact(f"LMLOOP_LOCK_URL {url}: cannot take the promotion lock: {exc}")) from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
+            cur.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        conn.close()
+
+
+def first_champion(name: str, version: str, state: State) -> bool:
+    """Make ``version`` the champion when ``name`` has none yet (its first registered model). Returns
+    whether it moved the alias."""
+    with exclusive(f"champion:{name}", state):
+        if tracking.alias_version(name, CHAMPION) is not None:
+            return False
+        tracking.set_alias(name, CHAMPION, version)
+        tracking.client().set_model_version_tag(name, version, "gate.decision", "first champion")
+        state.record({"event": "first_champion", "model": name, "champion": version, "promoted": True})
+    return True
+
+
+def _already_decided(name: str, challenger: str, state: State) -> dict[str, Any] | None:
+    """The recorded gate event for ``challenger``, when a run applied its decision before a crash."""
+    events = [e for e in state.history() if e.get("event") == "gate" and e.get("model") == name]
+    return next((e for e in reversed(events) if e.get("challenger") == challenger), None)
+
+
+def promote_if_better(
+    name: str,
+    challenger: str,
+    *,
+    judged_against: str | None,
+    promote: bool,
+    reason: str,
+    numbers: dict[str, Any],
+    state: State,
+) -> dict[str, Any]:
+    """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first.
+    Idempotent: a decision already applied (a rerun after a crash) is reported, not applied again."""
+    with exclusive(f"champion:{name}", state):
+        done = _already_decided(name, challenger, state)
+        if done is not None:
+            promoted = bool(done["promoted"])
+            recorded = {
+                "promoted": promoted,
+                "reason": done["reason"],
+                "champion_version": challenger if promoted else done["champion"],
+            }
+            return recorded | ({"champion_moved": True} if done["reason"].startswith("champion moved") else {})
+        current = tracking.alias_version(name, CHAMPION)
+        resumed = promote and current == challenger  # moved before a crash, not yet recorded
+        moved = not resumed and current != judged_against
+        if resumed:
+            current = judged_against
+        elif moved:
+            promote, reason = (
+                False,
+                (
+                    f"champion moved from v{judged_against} to v{current} while this challenger was evaluated; "
+                    "not promoted, and the batch is left new: the next cycle judges it against the new champion"
+                ),
+            )
+        if promote and not resumed:
+            if current is not None:
+                tracking.set_alias(name, PREVIOUS, current)
+            tracking.set_alias(name, CHAMPION, challenger)
+        elif not promote:
+            tracking.set_alias(name, CHALLENGER, challenger)
+        crash_point("promotion-moved")
+        tags = {"gate.decision": "promoted" if promote else "rejected", "gate.reason": reason[:5000]}
+        tags |= {"gate.champion_version": current or "", **{f"gate.{k}": v for k, v in numbers.items()}}
+        for key, value in tags.items():
+            tracking.client().set_model_version_tag(name, challenger, key, str(value))
+        event = {"event": "gate", "model": name, "challenger": challenger, "champion": current, "promoted": promote}
+        state.record({**event, "reason": reason})
+    outcome = {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
+    return outcome | ({"champion_moved": True} if moved else {})
+
+
+def rollback(
+    name: str, reason: str, state: State, to_version: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why. A version the
+    gate rejected needs ``force``: without it the refusal quotes what the gate said."""
+    with exclusive(f"champion:{name}", state):
+        current = tracking.alias_version(name, CHAMPION)
+        target = to_version or tracking.alias_version(name, PREVIOUS)
+        if target is None:
+            raise NoModel(f"{name}: no --to version given and no {PREVIOUS} alias to roll back to")
+        if not tracking.version_exists(name, target):
+            raise NoModel(f"{name} has no version {target} (see `lmloop status`)")
+        tags = tracking.client().get_model_version(name, target).tags
+        if tags.get("gate.decision") == "rejected" and not force:
+            raise UserError(
+                f"{name} v{target} was rejected by the gate: {tags.get('gate.reason', '(no reason recorded)')}. "
+                "Pass --force to make it champion anyway."
+            )
+        if current is not None:
+            tracking.set_alias(name, PREVIOUS, current)
+            tracking.client().set_model_version_tag(name, current, "rollback.demoted_because", reason)
+        tracking.set_alias(name, CHAMPION, target)
+        tracking.client().set_model_version_tag(name, target, "rollback.reason", reason)
+        tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
+        event = {"event": "rollback", "model": name, "from": current, "to": target, "reason": reason}
+        state.record({**event, "forced": force} if force else event)
+    return {"model_name": name, "champion_version": target, "previous_champion": current, "reason": reason}
+
+
+def apply_gate(
+    decision: GateDecision, *, name: str, challenger: str, champion: str | None, state: State
+) -> dict[str, Any]:
+    """Apply the gate's decision on ``challenger`` (judged against ``champion``) and render its report with
+    both versions, once per batch: a rerun returns what was recorded. Returns ``promoted``, ``reason``,
+    ``champion_version`` and ``report`` (Markdown)."""
+    recorded = state.journal(decision.batch).get("outcome")
+    if recorded:
+        return recorded
+    outcome = promote_if_better(
+        name,
+        challenger,
+        judged_against=champion,
+        promote=decision.promote,
+        reason=decision.reason,
+        numbers=decision.numbers(),
+        state=state,
+    )
+    report = report_markdown(Decision.from_dict(decision.comparison), champion, challenger)
+    if not outcome["promoted"] and decision.promote:
+        report += f"\n**Not applied:** {outcome['reason']}\n"
+    outcome = {**outcome, "report": report}
+    crash_point("promotion-recorded")
+    state.note(decision.batch, outcome=outcome)
+    return outcome

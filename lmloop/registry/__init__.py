@@ -1,0 +1,1 @@
+"""MLflow: runs, params, metrics, artifacts, dataset inputs and the model registry."""
