@@ -2,6 +2,7 @@
 (:mod:`benchmarks.man_pages`, built on the fly, never committed), on one fixed hash split.
 
     python benchmarks/classify_real.py [--json] [--skip-lmloop] [--preset tiny] [--steps N] [--unlabelled man-bodies]
+    python benchmarks/classify_real.py --base PATH_OR_HF_ID [--set finetune.epochs=3] [--json]
 
 Prints accuracy, macro-F1 and wall seconds for: the majority class, TF-IDF (word 1-2 + char 2-5 grams) +
 logistic regression with C chosen on the validation split, and lmloop's whole path from raw text
@@ -64,10 +65,17 @@ def _write(rows: list[dict], path: Path) -> Path:
 
 
 def lmloop_path(
-    splits: dict[str, list[dict]], preset: str, steps: int | None, work: Path, unlabelled: str
+    splits: dict[str, list[dict]],
+    preset: str,
+    steps: int | None,
+    work: Path,
+    unlabelled: str,
+    base: str | None = None,
+    extra: list[str] | None = None,
 ) -> dict[str, float]:
     """lmloop from raw text: pretrain on the training texts (and ``unlabelled`` text), then fine-tune a
-    classifier, scored on the benchmark's test rows through ``--test-data``."""
+    classifier, scored on the benchmark's test rows through ``--test-data``. With ``base`` (a model folder
+    or hf:org/name) no pretraining: the classifier starts from that checkpoint."""
     env = {**os.environ, "LMLOOP_HOME": str(work / "home")}
     for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
@@ -80,11 +88,15 @@ def lmloop_path(
         _write([{"text": body} for body in bodies()], data / "unlabelled.jsonl")
     sets = ["--set", "registry.model_name=man-pages"] + (["--set", f"train.max_steps={steps}"] if steps else [])
     cli = [sys.executable, "-m", "cli"]
-    pretrain = subprocess.run(
-        [*cli, "run", "--config", preset, "--data", str(data), *sets, "--json"], env=env, capture_output=True, text=True
-    )
-    if pretrain.returncode != 0:
-        raise SystemExit(f"lmloop run failed:\n{pretrain.stderr[-3000:]}")
+    if base is None:
+        pretrain = subprocess.run(
+            [*cli, "run", "--config", preset, "--data", str(data), *sets, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if pretrain.returncode != 0:
+            raise SystemExit(f"lmloop run failed:\n{pretrain.stderr[-3000:]}")
     finetune = subprocess.run(
         [
             *cli,
@@ -97,6 +109,8 @@ def lmloop_path(
             str(test),
             "--set",
             "registry.model_name=man-pages",
+            *(["--from", base] if base else []),
+            *[a for assignment in extra or [] for a in ("--set", assignment)],
             "--json",
         ],
         env=env,
@@ -105,8 +119,12 @@ def lmloop_path(
     )
     if finetune.returncode != 0:
         raise SystemExit(f"lmloop finetune failed:\n{finetune.stderr[-3000:]}")
-    metrics = json.loads(finetune.stdout.strip().splitlines()[-1])["metrics"]
+    result = json.loads(finetune.stdout.strip().splitlines()[-1])
+    metrics = result["metrics"]
     return {
+        "base": base or f"lmloop run --config {preset} (from scratch)",
+        "champion": "champion" in result.get("aliases", []),  # crowned by the gate, never by hand
+        "epochs_run": metrics["epochs_run"],
         "accuracy": round(metrics["accuracy"], 4),
         "macro_f1": round(metrics["macro_f1"], 4),
         "seconds": round(time.perf_counter() - start, 1),
@@ -132,6 +150,13 @@ def main() -> None:
         help="Unlabelled text pretrained on beside the training texts (man-bodies: the pages' opening text, "
         "test pages left out).",
     )
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="Start the classifier from this pretrained checkpoint (a model folder or hf:org/name) instead of "
+        "pretraining from scratch.",
+    )
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="Extra --set for the fine-tune.")
     args = parser.parse_args()
     rows = build()
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
@@ -145,7 +170,9 @@ def main() -> None:
     results = {"majority": majority(splits), "tfidf_lr": tfidf(splits)}
     if not args.skip_lmloop:
         with tempfile.TemporaryDirectory(prefix="classify-real-") as work:
-            results["lmloop"] = lmloop_path(splits, args.preset, args.steps, Path(work), args.unlabelled)
+            results["lmloop"] = lmloop_path(
+                splits, args.preset, args.steps, Path(work), args.unlabelled, args.base, args.sets
+            )
     for name, r in results.items():
         print(f"{name:10s} accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  {r['seconds']:8.1f} s")
     if "lmloop" in results:

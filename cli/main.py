@@ -21,7 +21,7 @@ from rich.table import Table
 from lmloop.core import settings
 from lmloop.core.config import ConfigError, load_config
 from lmloop.core.errors import DamagedModel, Rejected, UserError
-from lmloop.ops.preflight import check_data, check_landing, check_model
+from lmloop.ops.preflight import check_base, check_data, check_landing, check_model
 
 settings.freeze_heap_at_exit()  # first, so it runs last at exit
 
@@ -277,11 +277,23 @@ def run(
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="File, folder or glob; repeatable.")] = None,
     set_: SetOpt = None,
     run_name: Annotated[str | None, typer.Option(help="MLflow run name.")] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Continue a pretrained causal LM instead of starting from scratch: a model folder or "
+            "hf:org/name[@revision] (model.base).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the full training flow: ingest, validate, split, tokenizer, pack, pretrain, evaluate, register."""
     cfg = _load(config, set_)
+    if base:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"base": base})})
     _preflight(lambda: check_data(_sources(data, cfg), cfg.data), as_json)
+    if cfg.model.base:
+        _preflight(lambda: check_base(cfg.registry.model_name, cfg.model.base, cfg.model), as_json)
     from flows.training import training_flow
 
     result = _run_flow(lambda: training_flow(config=cfg, data=data, run_name=run_name), as_json)
@@ -293,7 +305,14 @@ def run(
 @app.command()
 def finetune(
     task: Annotated[str, typer.Option("--task", help="lm (continued training) or classification (a new head).")] = "lm",
-    base: Annotated[str, typer.Option("--from", help="Registered model to start from: alias or version.")] = "champion",
+    base: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="What to start from: a registered alias or version, a model folder (save_pretrained layout), "
+            "or a hub id hf:org/name[@revision] read from the Hugging Face cache.",
+        ),
+    ] = "champion",
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="File, folder or glob; repeatable.")] = None,
     config: WarmConfigOpt = None,
     set_: SetOpt = None,
@@ -306,13 +325,13 @@ def finetune(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fine-tune a registered model: continued LM training, or a classification head on labelled data."""
+    """Fine-tune a registered or pretrained model: continued LM training, or a classification head on labelled data."""
     if task not in ("lm", "classification"):
         console.print(f"[red]--task must be lm or classification, not {task!r}[/red]")
         raise typer.Exit(2)
     cfg = _load(config, set_)
     _preflight(lambda: check_data(_sources(data, cfg), cfg.data, labels=task == "classification"), as_json)
-    _preflight(lambda: check_model(cfg.registry.model_name, base), as_json)
+    _preflight(lambda: check_base(cfg.registry.model_name, base, cfg.model), as_json)
     if test_data:
         _preflight(lambda: check_data(test_data, cfg.data), as_json)
     from flows.finetune import finetune_flow

@@ -9,7 +9,7 @@ from prefect import flow
 from lmloop.core import settings
 from lmloop.core.config import PipelineConfig
 from lmloop.core.errors import UserError
-from lmloop.ops.preflight import check_data, check_model
+from lmloop.ops.preflight import check_base, check_data
 from lmloop.registry.runs import run_key
 from tasks.data import ingest_data, prepare_test_set, split_data, validate_data
 from tasks.evaluate import evaluate_model
@@ -50,30 +50,34 @@ def finetune_flow(
     run_name: str | None = None,
     test_data: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``registry.model_name`` at ``base`` (alias or version) on ``data``; register the result.
+    """Fine-tune ``base`` on ``data`` and register the result: ``registry.model_name`` at an alias or
+    version, or a pretrained checkpoint (a model folder, ``hf:org/name[@revision]``).
 
     ``lm`` registers a new version of the same model (tagged with its parent); ``classification``
     registers ``<model_name>-classifier`` with its label map, scored on ``test_data`` (or
     ``eval.test_sources``) when given, else on its own hash split. ``lora`` trains LoRA adapters, merged
-    before registering. Architecture, tokenizer and block size come from the base model.
+    before registering. Architecture, tokenizer and block size come from the base model. A pretrained
+    causal LM continues under ``registry.model_name``; a pretrained encoder serves classification only.
     """
     sources = list(data or config.data.sources)
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
     check_data(sources, config.data, labels=task == "classification")  # before the run opens: no run left behind
-    check_model(config.registry.model_name, base)
+    check_base(config.registry.model_name, base, config.model)
     held_out = list(test_data or config.eval.test_sources)
     if held_out:
         check_data(held_out, config.data)
     name = run_name or f"finetune-{task}{'-lora' if lora else ''}"
     home = settings.home()
     with tracked_run(config, name, sources, home, run_key(config.digest(), sorted(sources), name)) as run:
-        parent = fetch_base_model(config.registry.model_name, base, requested=config.model, run=run)
+        parent = fetch_base_model(config.registry.model_name, base, requested=config.model, run=run, task=task)
         ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
         corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
         corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=task != "lm")
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}
         tags |= {"parent_version": parent.version, "finetune_task": task, "lora": str(lora).lower()}
+        if parent.pretrained:  # the registered version says what it started from
+            tags |= parent.pretrained.lineage()
         if task == "lm":
             blocks = tokenize_and_pack(
                 corpus,

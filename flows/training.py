@@ -9,10 +9,11 @@ from prefect import flow
 from lmloop.core import settings
 from lmloop.core.config import PipelineConfig, with_knobs
 from lmloop.core.errors import UserError
-from lmloop.ops.preflight import check_data
+from lmloop.ops.preflight import check_base, check_data
 from lmloop.registry.runs import run_key
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
+from tasks.finetune import fetch_base_model
 from tasks.register import record_trained_data, register_model
 from tasks.runners import data_workers
 from tasks.tokenize import tokenize_and_pack, train_tokenizer
@@ -37,7 +38,9 @@ def training_flow(
     run_name: str | None = None,
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen, so a shared default is safe)
 ) -> dict[str, Any]:
-    """Train a causal LM from scratch on ``data`` (or ``config.data.sources``) and register it in MLflow.
+    """Train a causal LM on ``data`` (or ``config.data.sources``) and register it in MLflow: from scratch, or,
+    with ``config.model.base`` (``lmloop run --from``), continuing a pretrained causal LM (a model folder or
+    ``hf:org/name``) with its own architecture and tokenizer.
 
     Returns the run summary: run id, model name/version/aliases, metrics and the validation result.
     Raises ``DataValidationError`` (and registers nothing) when the data gate rejects the input.
@@ -54,15 +57,22 @@ def training_flow(
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
     check_data(sources, config.data)  # before the run opens: a mistake leaves no MLflow run behind
+    if config.model.base:
+        check_base(config.registry.model_name, config.model.base, config.model)
     home = settings.home()
     key = run_key(config.digest(), sorted(sources), run_name)
     with tracked_run(config, run_name or "pretrain", sources, home, key) as run:
+        base = None
+        if config.model.base:  # continue a pretrained causal LM: its architecture, tokenizer and weights
+            base = fetch_base_model(
+                config.registry.model_name, config.model.base, requested=config.model, run=run, task="lm"
+            )
         with data_workers():  # one pool of workers for the per-file work of ingest and tokenize
             ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
             corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)
             corpus = split_data(corpus, data=config.data, sources=sources, run=run, log_datasets=False)
-            tokenizer = train_tokenizer(corpus, config.tokenizer, run)
-            block = config.model.block_size
+            tokenizer = base.tokenizer if base else train_tokenizer(corpus, config.tokenizer, run)
+            block = base.block_size if base else config.model.block_size
             blocks = tokenize_and_pack(
                 corpus,
                 tokenizer,
@@ -73,9 +83,13 @@ def training_flow(
                 sources=sources,
                 data=config.data,
             )
-        trained = pretrain_model(blocks, model_cfg=config.model, train_cfg=config.train, run=run)
+        trained = pretrain_model(
+            blocks, model_cfg=config.model, train_cfg=config.train, run=run, init_from=base.dir if base else None
+        )
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}
+        if base is not None:
+            tags |= base.pretrained.lineage() if base.pretrained else {"parent_version": base.version}
         registered = register_model(evaluated, name=config.registry.model_name, tags=tags, run=run)
         record_trained_data(corpus, f"base-{run.run_id[:8]}", run)
     metrics = {

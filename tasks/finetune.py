@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -13,15 +14,25 @@ from lmloop.data.values import Corpus
 from lmloop.registry import tracking
 from lmloop.registry.values import Registered
 from lmloop.training import pretrain
+from lmloop.training.bases import is_pretrained, resolve
 from lmloop.training.classify import train_classifier
 from lmloop.training.values import BaseModelRef, Blocks, TrainedModel
 from tasks.train import log_training_curves, with_progress
 
 
 @task(retries=2, retry_delay_seconds=2)
-def fetch_base_model(name: str, ref: str, *, requested: ModelConfig, run: Run) -> BaseModelRef:
-    """Download the registered model to start from (alias or version); its architecture is the one to
-    continue with, and a config that contradicts it is refused."""
+def fetch_base_model(name: str, ref: str, *, requested: ModelConfig, run: Run, task: str = "lm") -> BaseModelRef:
+    """The model to start from: a registered version of ``name`` (alias or version, downloaded; its
+    architecture is the one to continue with, and a config that contradicts it is refused), or a pretrained
+    checkpoint (a model folder, ``hf:org/name[@revision]``) whose source, revision and weights' sha256 become
+    the run's lineage tags."""
+    if is_pretrained(ref):
+        base = resolve(ref, allow_pickle=requested.allow_pickle_weights)
+        tracking.set_tags(run.run_id, base.lineage())
+        found = pretrain.pretrained_ref(base, requested, task=task)
+        if not (Path(base.dir) / "tokenizer.json").exists():  # slow tokenizer files only: save the fast one
+            found = found.model_copy(update={"tokenizer_dir": pretrain.fast_tokenizer(base.dir, run.work / "base")})
+        return found
     fetched = tracking.fetch_model(name, ref, run.work / "base")
     tracking.set_tags(run.run_id, {"lmloop.parent_model": name, "lmloop.parent_version": fetched["version"]})
     return pretrain.base_model_ref(name, fetched, requested)
@@ -42,7 +53,7 @@ def finetune_lm(blocks: Blocks, base: BaseModelRef, *, train_cfg: TrainConfig, l
         lora=lora,
         cache=run.home.cache,
     )
-    log_training_curves(run, f"Continued training from v{base.version}")
+    log_training_curves(run, f"Continued training from {base.label}")
     return out
 
 
@@ -57,7 +68,7 @@ def finetune_classifier(
     tracking.log_metrics(run.run_id, out.metrics)
     tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
     tracking.log_artifact(run.run_id, out.path / "confusion_matrix.png", "plots")
-    log_training_curves(run, f"Classifier fine-tuning from v{base.version}")
+    log_training_curves(run, f"Classifier fine-tuning from {base.label}")
     return out
 
 

@@ -43,8 +43,11 @@ def log_training_curves(run: Run, title: str) -> None:
 
 
 @task
-def pretrain_model(blocks: Blocks, *, model_cfg: ModelConfig, train_cfg: TrainConfig, run: Run) -> TrainedModel:
-    """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice."""
+def pretrain_model(
+    blocks: Blocks, *, model_cfg: ModelConfig, train_cfg: TrainConfig, run: Run, init_from: str | None = None
+) -> TrainedModel:
+    """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice.
+    ``init_from``: a pretrained model folder to continue instead of a model built from ``model_cfg``."""
     with tracking.system_metrics(run.run_id):
         log = with_progress(tracking.step_logger(run.run_id), train_cfg.max_steps)
         out = pretrain.train_model(
@@ -55,8 +58,9 @@ def pretrain_model(blocks: Blocks, *, model_cfg: ModelConfig, train_cfg: TrainCo
             log=log,
             run_id=run.run_id,
             cache=run.home.cache,
+            init_from=init_from,
         )
     summary = {k: out.summary[k] for k in SUMMARY_METRICS if out.summary.get(k) is not None}
     tracking.log_metrics(run.run_id, {f"train_{k}": v for k, v in summary.items()})
-    log_training_curves(run, "Pretraining")
+    log_training_curves(run, "Continued pretraining" if init_from else "Pretraining")
     return out

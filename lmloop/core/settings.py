@@ -166,6 +166,8 @@ def configure_environment() -> None:
     """
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    if redact(tracking_uri()) != tracking_uri():  # MLflow prints "View run ... at: <the URI>", password and all
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     home = lmloop_home()
     os.environ.setdefault("PREFECT_HOME", str(home / ".prefect"))
     os.environ.setdefault("HF_DATASETS_CACHE", str(home / ".cache" / "datasets"))

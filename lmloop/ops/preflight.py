@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmloop.core.config import DataConfig
+from lmloop.core.config import DataConfig, ModelConfig
 from lmloop.core.errors import NoModel, UserError, did_you_mean
 from lmloop.data.readers import ReadError, columns_of, label_column_guess, missing_column, missing_label_column
 from lmloop.data.sources import discover
@@ -46,6 +46,16 @@ def _check_labels(uri: str, columns: list[str], data: DataConfig, required: bool
     if required:
         raise ReadError(message)
     return [f"{message} (without labels, no per-label evaluation slices)"] if guess else []
+
+
+def check_base(name: str, ref: str, model: ModelConfig) -> str:
+    """What ``--from ref`` names exists and can be loaded here: a pretrained checkpoint (folder or hub id,
+    safetensors, no custom code) or a registered version of ``name``. Returns the version or the spec."""
+    from lmloop.training.bases import is_pretrained, resolve
+
+    if is_pretrained(ref):
+        return resolve(ref, allow_pickle=model.allow_pickle_weights).spec
+    return check_model(name, ref)
 
 
 def check_model(name: str, ref: str) -> str:

@@ -96,7 +96,9 @@ def resolve(ref: str, *, allow_pickle: bool = False) -> PretrainedBase:
         return _describe(folder, "hub", repo, allow_pickle, revision=revision or None, commit=commit)
     folder = Path(ref).expanduser().resolve()
     if not folder.is_dir():
-        raise BaseUnavailable(f"--from {ref}: no such folder (a base is a registered alias or version, a model folder, or hf:org/name)")
+        raise BaseUnavailable(
+            f"--from {ref}: no such folder (a base is a registered alias or version, a model folder, or hf:org/name)"
+        )
     return _describe(folder, "folder", str(folder), allow_pickle)
 
 
@@ -119,7 +121,9 @@ def _from_hub(ref: str, repo: str, revision: str | None) -> tuple[Path, str]:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             raise BaseUnavailable(_fetch_hint(ref, repo, revision, f"cannot be downloaded here ({reason})")) from None
     if folder is None:
-        raise BaseUnavailable(_fetch_hint(ref, repo, revision, "is not in the Hugging Face cache and the hub is offline"))
+        raise BaseUnavailable(
+            _fetch_hint(ref, repo, revision, "is not in the Hugging Face cache and the hub is offline")
+        )
     return Path(folder), Path(folder).name
 
 

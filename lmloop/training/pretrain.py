@@ -170,6 +170,12 @@ def base_model_ref(name: str, fetched: dict[str, str], requested: ModelConfig) -
     )
 
 
+def fast_tokenizer(model_dir: str, out: Path) -> str:
+    """The checkpoint's tokenizer saved in the fast (``tokenizer.json``) form the token cache reads."""
+    load_tokenizer(model_dir).save_pretrained(str(out))
+    return str(out)
+
+
 def pretrained_ref(base: PretrainedBase, requested: ModelConfig, *, task: str) -> BaseModelRef:
     """A pretrained checkpoint to start from. Its tokenizer is its own; the length trained at is the config's
     ``model.block_size`` when the user set it, else 512, and never past the checkpoint's position limit.
