@@ -9,6 +9,7 @@ from lmloop.data.values import Corpus
 from lmloop.promotion import moves
 from lmloop.registry import tracking
 from lmloop.registry.values import Registered
+from lmloop.training.bases import lineage_markdown
 from lmloop.training.values import TrainedModel
 
 
@@ -30,7 +31,7 @@ def register_model(
 ) -> Registered:
     """Log + register the model; the first version ever becomes ``champion`` (under the promotion lock),
     unless ``refused`` says why it must not (a classifier below its linear baseline): then no alias."""
-    description = _description(run.run_id, task, trained.metrics) + _lineage(tags)
+    description = _description(run.run_id, task, trained.metrics) + lineage_markdown(tags)
     if refused:
         description += f"\n\n**Not a champion:** {refused}"
         tags = {**tags, "gate.decision": "rejected", "gate.reason": refused}
@@ -76,22 +77,6 @@ def _link_back(run: Run, name: str, version: str) -> None:
         link_text=f"{name} version {version}",
         description="The model version this flow run registered",
     )
-
-
-def _lineage(tags: dict[str, str]) -> str:
-    """What a model started from, for its version's description (the same facts are its tags)."""
-    if "lmloop.base.id" not in tags:
-        return ""
-    source = "hub" if tags["lmloop.base.source"] == "hub" else "folder"
-    lines = [
-        f"\n\n**Started from** the pretrained {tags['lmloop.base.model_type']} `{tags['lmloop.base.id']}` ({source})"
-    ]
-    if revision := tags.get("lmloop.base.revision"):
-        lines.append(f"revision `{revision}`")
-    lines.append(f"weights sha256 `{tags['lmloop.base.weights_sha256'][:16]}…`")
-    if license_ := tags.get("lmloop.base.license"):
-        lines.append(f"license {license_}")
-    return ", ".join(lines) + "."
 
 
 def _description(run_id: str, task: str, metrics: dict[str, float]) -> str:

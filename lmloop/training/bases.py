@@ -70,8 +70,9 @@ class PretrainedBase(Value):
 
 def is_pretrained(ref: str) -> bool:
     """Does ``--from REF`` name a pretrained base (``hf:...``, or a path) rather than a registered alias or
-    version? Registry aliases and versions never contain a path separator."""
-    return ref.startswith(HUB) or os.sep in ref or "/" in ref or ref.startswith((".", "~")) or Path(ref).is_dir()
+    version? Registry aliases and versions never contain a path separator; a folder in the current directory
+    is ``./name`` (a bare ``name`` stays an alias, even beside a folder of that name)."""
+    return ref.startswith(HUB) or os.sep in ref or "/" in ref or ref.startswith((".", "~"))
 
 
 def is_encoder(model_type: str) -> bool:
@@ -215,3 +216,20 @@ def _license(folder: Path, config: dict) -> str | None:
             return found.group(1).strip()
     value = config.get("license")
     return str(value) if value else None
+
+
+def lineage_markdown(tags: dict[str, str]) -> str:
+    """What a model started from, for its registered version's description, from the lineage tags
+    (:meth:`PretrainedBase.lineage`); empty when it did not start from a pretrained base."""
+    if "lmloop.base.id" not in tags:
+        return ""
+    source = "hub" if tags["lmloop.base.source"] == "hub" else "folder"
+    lines = [
+        f"\n\n**Started from** the pretrained {tags['lmloop.base.model_type']} `{tags['lmloop.base.id']}` ({source})"
+    ]
+    if revision := tags.get("lmloop.base.revision"):
+        lines.append(f"revision `{revision}`")
+    lines.append(f"weights sha256 `{tags['lmloop.base.weights_sha256'][:16]}…`")
+    if license_ := tags.get("lmloop.base.license"):
+        lines.append(f"license {license_}")
+    return ", ".join(lines) + "."

@@ -94,10 +94,12 @@ def test_continued_pretraining_of_a_pretrained_causal_lm(
     assert version.tags["lmloop.base.model_type"] == "llama" and "Started from" in version.description
 
 
-def test_lmloop_run_from_a_pretrained_causal_lm_keeps_its_tokenizer(
+def test_lmloop_run_from_a_pretrained_causal_lm_then_a_continual_cycle_on_it(
     prefect_harness, corpus: Path, tiny_config: PipelineConfig, tmp_path: Path
 ) -> None:
+    from flows.continual import continual_flow
     from flows.training import training_flow
+    from lmloop.data.sample_data import write_corpus
 
     folder = tiny_gpt2(tmp_path / "gpt2", texts_of(corpus))
     raw = tiny_config.model_dump()
@@ -114,6 +116,21 @@ def test_lmloop_run_from_a_pretrained_causal_lm_keeps_its_tokenizer(
         "no tokenizer trained"
     )
     assert out["metrics"]["test_bits_per_byte"] > 0 and "champion" in out["aliases"]
+
+    # the next cycle warm-starts from that champion with the base's architecture and tokenizer; the gate judges it
+    landing = tmp_path / "landing"
+    write_corpus(landing, seed=0, shift=True, docs=300, files=1)
+    cycle = PipelineConfig.model_validate(
+        {k: v for k, v in raw.items() if k != "model"}
+        | {"registry": {"model_name": "pretrained-run"}, "finetune": {**raw["finetune"], **FAST}}
+    )
+    summary = continual_flow(config=cycle, incoming=str(landing))
+    assert summary["previous_champion"] == out["model_version"] and summary["challenger"], summary
+    assert summary["promoted"] in (True, False) and summary["reason"]
+    challenger = tracking.fetch_model("pretrained-run", summary["challenger"], tmp_path / "challenger")
+    assert json.loads((Path(challenger["model_dir"]) / "config.json").read_text())["model_type"] == "gpt2"
+    tokenizer = Path(challenger["tokenizer_dir"]) / "tokenizer.json"
+    assert tokenizer.read_bytes() == (folder / "tokenizer.json").read_bytes()
 
 
 def test_an_uncached_hub_id_offline_is_one_line_exit_2_and_no_run(corpus: Path, tmp_path: Path) -> None:
