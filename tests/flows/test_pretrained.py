@@ -1,6 +1,7 @@
 """Starting from pretrained checkpoints the tests build (no downloads): a classifier on a BERT-style encoder
 named by a hub id through a Hugging Face cache in a temporary folder, a LoRA classifier on a GPT-2 folder,
-continued causal-LM training of a Llama folder, and the one-line refusal of an uncached hub id."""
+``lmloop run --from`` a Llama folder and a continual cycle on that champion, and the one-line refusal of an
+uncached hub id."""
 
 import json
 import os
@@ -78,40 +79,26 @@ def test_a_lora_classifier_on_a_pretrained_decoder_folder(
     assert tracking.client().get_run(out["run_id"]).data.tags["lmloop.base.source"] == "folder"
 
 
-def test_continued_pretraining_of_a_pretrained_causal_lm(
-    prefect_harness, corpus: Path, tiny_config: PipelineConfig, tmp_path: Path
-) -> None:
-    from flows.finetune import finetune_flow
-
-    folder = tiny_llama(tmp_path / "llama", texts_of(corpus))
-    config = _config(tiny_config, "pretrained-lm")
-    out = finetune_flow(task="lm", config=config, data=[str(corpus)], base=str(folder))
-    assert out["model_name"] == "pretrained-lm" and "champion" in out["aliases"], "the first version of its model"
-    assert out["metrics"]["test_bits_per_byte"] > 0
-    saved = json.loads((Path(out["work_dir"]) / "model" / "config.json").read_text())
-    assert saved["model_type"] == "llama" and saved["max_position_embeddings"] == 128
-    version = tracking.client().get_model_version("pretrained-lm", out["model_version"])
-    assert version.tags["lmloop.base.model_type"] == "llama" and "Started from" in version.description
-
-
-def test_lmloop_run_from_a_pretrained_causal_lm_then_a_continual_cycle_on_it(
+def test_lmloop_run_from_a_pretrained_llama_then_a_continual_cycle_on_it(
     prefect_harness, corpus: Path, tiny_config: PipelineConfig, tmp_path: Path
 ) -> None:
     from flows.continual import continual_flow
     from flows.training import training_flow
     from lmloop.data.sample_data import write_corpus
 
-    folder = tiny_gpt2(tmp_path / "gpt2", texts_of(corpus))
+    folder = tiny_llama(tmp_path / "llama", texts_of(corpus))
     raw = tiny_config.model_dump()
     config = PipelineConfig.model_validate(
         {**raw, "model": {**raw["model"], "base": str(folder)}, "registry": {"model_name": "pretrained-run"}}
     )
-    out = training_flow(config=config, data=[str(corpus)], run_name="from-gpt2")
+    out = training_flow(config=config, data=[str(corpus)], run_name="from-llama")
     tags = tracking.client().get_run(out["run_id"]).data.tags
-    assert tags["lmloop.base.model_type"] == "gpt2" and tags["lmloop.base.source"] == "folder"
+    assert tags["lmloop.base.model_type"] == "llama" and tags["lmloop.base.source"] == "folder"
+    version = tracking.client().get_model_version("pretrained-run", out["model_version"])
+    assert "Started from" in version.description and version.tags["lmloop.base.model_type"] == "llama"
     model_dir = Path(out["work_dir"]) / "model"
     saved = json.loads((model_dir / "config.json").read_text())
-    assert saved["model_type"] == "gpt2" and saved["n_embd"] == 32, "the checkpoint's architecture, not the config's"
+    assert saved["model_type"] == "llama" and saved["hidden_size"] == 32, "the checkpoint's architecture"
     assert (model_dir / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes(), (
         "no tokenizer trained"
     )
@@ -128,7 +115,7 @@ def test_lmloop_run_from_a_pretrained_causal_lm_then_a_continual_cycle_on_it(
     assert summary["previous_champion"] == out["model_version"] and summary["challenger"], summary
     assert summary["promoted"] in (True, False) and summary["reason"]
     challenger = tracking.fetch_model("pretrained-run", summary["challenger"], tmp_path / "challenger")
-    assert json.loads((Path(challenger["model_dir"]) / "config.json").read_text())["model_type"] == "gpt2"
+    assert json.loads((Path(challenger["model_dir"]) / "config.json").read_text())["model_type"] == "llama"
     tokenizer = Path(challenger["tokenizer_dir"]) / "tokenizer.json"
     assert tokenizer.read_bytes() == (folder / "tokenizer.json").read_bytes()
 
