@@ -147,3 +147,15 @@ def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
 
     out = training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
     return {**out, "tracking_uri": settings.tracking_uri()}  # the store it was registered in
+
+
+@pytest.fixture
+def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache in a temporary folder, the hub offline (as lmloop runs by default): the
+    hub-id code path of a real download, with nothing fetched (``tests.pretrained.hub_cache`` fills it)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache

@@ -29,16 +29,6 @@ def _config(base: PipelineConfig, name: str) -> PipelineConfig:
     )
 
 
-@pytest.fixture
-def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def test_a_classifier_on_a_pretrained_encoder_from_the_hub_cache(
     prefect_harness, corpus: Path, tiny_config: PipelineConfig, offline_cache: Path, tmp_path: Path
 ) -> None:

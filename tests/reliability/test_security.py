@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -98,10 +99,14 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
         proc = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         shown = [proc.stdout, proc.stderr]
-        for extra in (["status"], ["status", "--json"], ["config", "show"]):
-            seen = subprocess.run([sys.executable, "-m", "cli", *extra], env=env, capture_output=True, text=True)
-            assert seen.returncode == 0, seen.stderr[-3000:]
-            shown += [seen.stdout, seen.stderr]
+        others = [  # at once: each is a fresh interpreter importing lmloop
+            subprocess.Popen([sys.executable, "-m", "cli", *extra], env=env, stdout=PIPE, stderr=PIPE, text=True)
+            for extra in (["status"], ["status", "--json"], ["config", "show"])
+        ]
+        for seen in others:
+            out, err = seen.communicate(timeout=300)
+            assert seen.returncode == 0, err[-3000:]
+            shown += [out, err]
         assert not [text for text in shown if canary in text], "printed"
         assert any("lmloop:***@127.0.0.1" in text for text in shown), "the URL is still shown, its password hidden"
         stored = [p for root in (home, prefect_home, server_root) for p in root.rglob("*") if p.is_file()]

@@ -23,16 +23,6 @@ def bert(tmp_path_factory: pytest.TempPathFactory, texts: list[str]) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("bert"), texts)
 
 
-@pytest.fixture
-def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def test_a_model_folder_is_described_for_lineage(bert: Path) -> None:
     base = resolve(str(bert))
     assert (base.source, base.model_type, base.encoder, base.max_positions) == ("folder", "bert", True, 128)
