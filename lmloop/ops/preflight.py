@@ -54,7 +54,7 @@ def check_base(name: str, ref: str, model: ModelConfig) -> str:
     from lmloop.training.bases import is_pretrained, resolve
 
     if is_pretrained(ref):
-        return resolve(ref, allow_pickle=model.allow_pickle_weights).spec
+        return resolve(ref, allow_pickle=model.allow_pickle_weights, checksum=False).spec
     return check_model(name, ref)
 
 

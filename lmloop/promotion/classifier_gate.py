@@ -21,14 +21,11 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
     from transformers import AutoModelForSequenceClassification
 
     from lmloop.training.bases import is_encoder
-    from lmloop.training.classifier_training import encode, predict
+    from lmloop.training.classifier_training import classifier_tokenizer, encode, predict
     from lmloop.training.model import load_pretrained
-    from lmloop.training.tokenizer import load_tokenizer
 
     model = load_pretrained(AutoModelForSequenceClassification, model_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = classifier_tokenizer(tokenizer_dir)
     limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     data = encode(texts, [0] * len(texts), tokenizer, limit, special=is_encoder(model.config.model_type))
     predicted = predict(model, data, tokenizer.pad_token_id)

@@ -88,19 +88,20 @@ def is_causal(model_type: str) -> bool:
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not is_encoder(model_type)
 
 
-def resolve(ref: str, *, allow_pickle: bool = False) -> PretrainedBase:
+def resolve(ref: str, *, allow_pickle: bool = False, checksum: bool = True) -> PretrainedBase:
     """The checked base behind ``ref`` (``hf:org/name[@revision]`` or a folder); a clear error naming ``ref``
-    and what to do otherwise."""
+    and what to do otherwise. ``checksum=False`` (a preflight check) skips reading every weight file for
+    ``weights_sha256``: the task that records the lineage hashes them once."""
     if ref.startswith(HUB):
         repo, _, revision = ref.removeprefix(HUB).partition("@")
         folder, commit = _from_hub(ref, repo, revision or None)
-        return _describe(folder, "hub", repo, allow_pickle, revision=revision or None, commit=commit)
+        return _describe(folder, "hub", repo, allow_pickle, checksum, revision=revision or None, commit=commit)
     folder = Path(ref).expanduser().resolve()
     if not folder.is_dir():
         raise BaseUnavailable(
             f"--from {ref}: no such folder (a base is a registered alias or version, a model folder, or hf:org/name)"
         )
-    return _describe(folder, "folder", str(folder), allow_pickle)
+    return _describe(folder, "folder", str(folder), allow_pickle, checksum)
 
 
 def _from_hub(ref: str, repo: str, revision: str | None) -> tuple[Path, str]:
@@ -160,7 +161,14 @@ def weights_digest(files: list[Path]) -> str:
 
 
 def _describe(
-    folder: Path, source: str, ident: str, allow_pickle: bool, *, revision: str | None = None, commit: str | None = None
+    folder: Path,
+    source: str,
+    ident: str,
+    allow_pickle: bool,
+    checksum: bool,
+    *,
+    revision: str | None = None,
+    commit: str | None = None,
 ) -> PretrainedBase:
     name = f"{HUB}{ident}" if source == "hub" else str(folder)
     config_path = folder / "config.json"
@@ -200,7 +208,7 @@ def _describe(
         model_type=model_type,
         encoder=is_encoder(model_type),
         max_positions=positions,
-        weights_sha256=weights_digest(safe or pickles),
+        weights_sha256=weights_digest(safe or pickles) if checksum else "",
         pickle_weights=not safe,
         license=_license(folder, config),
     )

@@ -39,6 +39,16 @@ class Encoded:
         return len(self.ids)
 
 
+def classifier_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """A classifier's tokenizer; a decoder checkpoint without a pad token pads with its end-of-text token."""
+    from lmloop.training.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def max_length_for(lengths: list[int], limit: int, quantile: float = 0.99) -> int:
     """Sequence length from the data: the ``quantile`` of token lengths (a rare long text is cut), at most
     the model's context."""

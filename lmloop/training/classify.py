@@ -253,12 +253,9 @@ def train_classifier(
     from accelerate.utils import set_seed
 
     from lmloop.core.files import write_json
-    from lmloop.training.classifier_training import adapt, encode, fit, max_length_for, predict
-    from lmloop.training.tokenizer import load_tokenizer
+    from lmloop.training.classifier_training import adapt, classifier_tokenizer, encode, fit, max_length_for, predict
 
-    tokenizer = load_tokenizer(base.tokenizer_dir)
-    if tokenizer.pad_token is None:  # a decoder checkpoint without one: pad with its end-of-text token
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = classifier_tokenizer(base.tokenizer_dir)
     splits = classifier_rows(corpus, test)
     labels = label_map([lab for _, lab in splits["train"] if lab is not None])
     if len(labels) < 2:
