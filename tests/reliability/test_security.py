@@ -121,7 +121,7 @@ def test_a_canary_secret_never_reaches_mlflow_or_prefect(corpus: Path, tmp_path:
 
 
 def test_servers_bind_to_loopback_by_default() -> None:
-    from cli.main import ui
+    from cli.operate import ui
 
     assert ui.__defaults__[0] == "127.0.0.1"
     help_text = subprocess.run([sys.executable, "-m", "cli", "ui", "--help"], capture_output=True, text=True).stdout

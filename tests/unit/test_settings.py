@@ -61,9 +61,9 @@ def test_a_malformed_lock_url_never_echoes_its_password(tmp_path, monkeypatch) -
 def test_the_resume_hint_never_prints_a_secret(monkeypatch) -> None:
     import sys
 
-    from cli.main import _same_command
+    from cli.running import same_command
 
     argv = ["lmloop", "run", "--set", "data.storage_options={s3: {secret: canary-5}}", "--set=x.password=canary-6"]
     monkeypatch.setattr(sys, "argv", [*argv, "--data", "s3://bob:canary-7@bucket/x"])
-    hint = _same_command()
+    hint = same_command()
     assert "canary" not in hint and "data.storage_options=***" in hint and "--data" in hint
