@@ -21,6 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lmloop.core import settings  # noqa: E402
 from lmloop.ops.servers import free_port, mlflow_ui_command, start, stop, wait_http  # noqa: E402
 
 
@@ -31,7 +32,12 @@ def measure(jobs: str, seconds: float) -> dict[str, float]:
         os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = jobs  # mlflow_ui_command passes the user's value on
         port = free_port()
         began = time.perf_counter()
-        server = start(mlflow_ui_command("127.0.0.1", port), Path(home) / "mlflow-ui.log")
+        server = start(
+            mlflow_ui_command(
+                "127.0.0.1", port, tracking_uri=settings.tracking_uri(), artifact_root=settings.artifact_root()
+            ),
+            Path(home) / "mlflow-ui.log",
+        )
         try:
             wait_http(f"http://127.0.0.1:{port}/health", 300, server)
             up = time.perf_counter() - began

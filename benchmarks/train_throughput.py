@@ -131,7 +131,7 @@ def lmloop_flow(cfg: PipelineConfig, corpus: Path, warmup: int) -> dict[str, flo
     finally:
         tracking.log_metrics = original
     result = state.result()
-    history = tracking.client().get_metric_history(result["run_id"], "tokens_per_second")
+    history = tracking.client().get_metric_history(result.run_id, "tokens_per_second")
     steady = [m.value for m in sorted(history, key=lambda m: m.step) if m.step > warmup]
 
     async def task_times() -> tuple[float, float]:

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 from lmloop.core import settings
 from lmloop.core.config import ConfigError, load_config
 from lmloop.core.errors import UserError
+
+if TYPE_CHECKING:
+    from lmloop.registry.values import ModelSummary
 
 settings.freeze_heap_at_exit()  # first, so it runs last at exit
 
@@ -66,17 +69,17 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def print_summary(result: dict[str, Any], title: str) -> None:
+def print_summary(result: ModelSummary, title: str) -> None:
     table = Table(title=title, show_header=False)
     for key in ("run_id", "model_name", "model_version"):
-        table.add_row(key, str(result[key]))
-    table.add_row("aliases", ", ".join(result["aliases"]) or "-")
-    for key, value in result["metrics"].items():
+        table.add_row(key, str(getattr(result, key)))
+    table.add_row("aliases", ", ".join(result.aliases) or "-")
+    for key, value in result.metrics.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(
         f"Look at it: [bold]{runnable('lmloop')} ui[/bold], then open {settings.mlflow_ui_url()} → Models → "
-        f"{result['model_name']} (version {result['model_version']}, alias {', '.join(result['aliases']) or 'none'})",
+        f"{result.model_name} (version {result.model_version}, alias {', '.join(result.aliases) or 'none'})",
         soft_wrap=True,  # one line, whatever the terminal's width: it is copied as it is
     )
 

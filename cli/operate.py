@@ -90,17 +90,15 @@ def rollback(
     from lmloop.promotion.moves import rollback as move_back
 
     try:
-        result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to, force=force)
+        result = move_back(cfg.registry.model_name, reason, State(settings.home().state), to_version=to, force=force)
     except UserError as exc:  # unknown version, no previous champion, a rejected version without --force
         raise user_error(exc, "rollback refused") from exc
     except Exception as exc:  # the store is unreachable
         console.print(f"[red]rollback failed:[/red] {exc}")
         raise typer.Exit(1) from exc
-    console.print(
-        f"{result['model_name']}: champion v{result['previous_champion']} -> v{result['champion_version']} ({reason})"
-    )
+    console.print(f"{result.model_name}: champion v{result.previous_champion} -> v{result.champion_version} ({reason})")
     if as_json:
-        emit_json(result)
+        emit_json(result.model_dump(mode="json"))
 
 
 @app.command("sample-data")
@@ -138,7 +136,13 @@ def status(
     from lmloop.ops.status import collect
 
     with store_answers(as_json):
-        info = collect(cfg.registry.model_name, cfg.registry.experiment, settings.home(), runs=runs)
+        info = collect(
+            cfg.registry.model_name,
+            cfg.registry.experiment,
+            settings.home(),
+            tracking_uri=settings.tracking_uri(),
+            runs=runs,
+        )
     table = Table(title=f"{info['model_name']} ({info['versions']} versions) — {info['tracking_uri']}")
     for column in ("alias", "version", "created", "parent", "bits/byte*", "perplexity*", "gate"):
         table.add_column(column)
@@ -215,7 +219,7 @@ def generate(
     except UserError as exc:
         raise user_error(exc) from exc
     try:
-        local = tracking.fetch_model(name, version, settings.home().cache / "models" / name / version)
+        local = tracking.fetch_model(name, version, settings.home().models / name / version)
     except Exception as exc:  # the store is unreachable, or the model's files are damaged
         message = settings.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         console.print(f"[red]generate failed:[/red] {escape(message)}", soft_wrap=True)
@@ -242,7 +246,17 @@ def ui(
     from lmloop.ops.servers import run_ui
 
     home = settings.home().path
-    raise typer.Exit(run_ui(host, mlflow_port, prefect_port if prefect else None, console, home / "logs", home))
+    raise typer.Exit(
+        run_ui(
+            host,
+            mlflow_port=mlflow_port,
+            prefect_port=prefect_port if prefect else None,
+            console=console,
+            home=home,
+            tracking_uri=settings.tracking_uri(),
+            artifact_root=settings.artifact_root(),
+        )
+    )
 
 
 @config_app.command("show")

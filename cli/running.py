@@ -8,15 +8,17 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TypeVar
 
 import typer
 
 from cli.app import DEBUG, console, emit_json, runnable, user_error
 from lmloop.core import settings
 from lmloop.core.errors import DamagedModel, Rejected, UserError
+
+T = TypeVar("T")
 
 
 class _QuietUserErrors(logging.Filter):
@@ -108,7 +110,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_flow(call: Any, as_json: bool) -> dict[str, Any]:
+def run_flow(call: Callable[[], T], as_json: bool) -> T:
     """Run a flow; rejected data or a failed flow prints why, emits the JSON contract and exits 1 (2 for a
     user's mistake, 130 when interrupted)."""
     quiet_prefect_tracebacks()
@@ -135,7 +137,7 @@ def same_command() -> str:
     return shlex.join([runnable("lmloop"), *shown])
 
 
-def run_flow_on_api(call: Any, as_json: bool) -> dict[str, Any]:
+def run_flow_on_api(call: Callable[[], T], as_json: bool) -> T:
     from mlflow.exceptions import MlflowException
 
     from lmloop.data.gate import DataValidationError

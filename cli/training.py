@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,9 @@ from cli.app import (
 )
 from cli.running import run_flow
 from lmloop.core import settings
+
+if TYPE_CHECKING:
+    from lmloop.continual.values import CycleSummary
 from lmloop.ops.preflight import check_base, check_data, check_landing
 
 
@@ -54,7 +57,7 @@ def run(
     result = run_flow(lambda: training_flow(config=cfg, data=data, run_name=run_name), as_json)
     print_summary(result, "lmloop run")
     if as_json:
-        emit_json({"status": "ok", **result})
+        emit_json({"status": "ok", **result.model_dump(mode="json")})
 
 
 @app.command()
@@ -95,18 +98,18 @@ def finetune(
     result = run_flow(call, as_json)
     print_summary(result, f"lmloop finetune --task {task}")
     if task == "classification":
-        m = result["metrics"]
+        m = result.metrics
         console.print(
             f"accuracy {m['accuracy']:.3f} (baseline TF-IDF + LR {m['baseline_accuracy']:.3f}), "
             f"macro-F1 {m['macro_f1']:.3f} (baseline {m['baseline_macro_f1']:.3f})"
         )
-        if result.get("not_promoted"):
+        if result.not_promoted:
             console.print(
-                f"[yellow]registered without an alias:[/yellow] {result['not_promoted']}. Use the baseline, or "
+                f"[yellow]registered without an alias:[/yellow] {result.not_promoted}. Use the baseline, or "
                 "train longer / on more text; a version can still be aliased by hand in MLflow."
             )
     if as_json:
-        emit_json({"status": "ok", **result})
+        emit_json({"status": "ok", **result.model_dump(mode="json")})
 
 
 @app.command()
@@ -129,21 +132,21 @@ def continual(
         from flows.continual import continual_flow
 
         result = run_flow(lambda: continual_flow(config=cfg, incoming=incoming), as_json)
-    verdict = {None: "nothing to do", True: "PROMOTED", False: "not promoted"}[result["promoted"]]
-    console.print(f"continual: {verdict} — {result['reason']}", style="yellow" if result.get("warning") else None)
-    for name, numbers in result["slices"].items():
+    verdict = {None: "nothing to do", True: "PROMOTED", False: "not promoted"}[result.promoted]
+    console.print(f"continual: {verdict} — {result.reason}", style="yellow" if result.warning else None)
+    for name, numbers in result.slices.items():
         console.print(
-            f"  {name}: previous champion v{result['previous_champion']} "
-            f"{numbers['previous_champion_bits_per_byte']:.4f} vs challenger v{result['challenger']} "
+            f"  {name}: previous champion v{result.previous_champion} "
+            f"{numbers['previous_champion_bits_per_byte']:.4f} vs challenger v{result.challenger} "
             f"{numbers['challenger_bits_per_byte']:.4f} bits/byte ({numbers['documents']:.0f} docs"
             + (f", {numbers['documents_guarded']:.0f} still holding" if "documents_guarded" in numbers else "")
             + ")"
         )
     if as_json:
-        emit_json(result)
+        emit_json(result.model_dump(mode="json"))
 
 
-def _nothing_to_do(landing: Path, name: str) -> dict[str, Any] | None:
+def _nothing_to_do(landing: Path, name: str) -> CycleSummary | None:
     """A cycle's summary when there is nothing for it to do and no Prefect server is up to record it: told
     in a moment, without starting one. None when the flow should run."""
     import os

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
 from lmloop.continual.cycle import current_champion, cycle_config, require_champion
 from lmloop.continual.landing import nothing_new as nothing_to_do
+from lmloop.continual.values import CycleSummary
 from lmloop.core import settings
 from lmloop.core.config import PipelineConfig, with_knobs
 from lmloop.data.gate import DataValidationError
@@ -38,7 +38,7 @@ def continual_flow(
     preset: str | None = None,
     max_steps: int | None = None,
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
-) -> dict[str, Any]:
+) -> CycleSummary:
     """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why).
 
     The summary names each version for what it is: ``previous_champion`` (the champion this cycle started
@@ -58,7 +58,7 @@ def continual_flow(
     if not fresh:
         name_flow_run("continual-nothing-new")
         summary = nothing_new(landing, name)
-        return decided(summary, "nothing-new", summary["reason"])
+        return decided(summary, "nothing-new", summary.reason)
     require_champion(name)
     sources = [f["staged"] for f in fresh]
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
@@ -89,32 +89,32 @@ def continual_flow(
                 champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=child
             )
             outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=child)
-        if not outcome.get("champion_moved"):  # else left new: the next cycle judges it against the new champion
+        if not outcome.champion_moved:  # else left new: the next cycle judges it against the new champion
             close_cycle(corpus, fresh, batch, run)
-    summary = {
-        "new_files": sources,
-        "promoted": outcome["promoted"],
-        "reason": outcome["reason"],
-        "previous_champion": champion.version,
-        "challenger": challenger.model_version,
-        "champion": outcome["champion_version"],
-        "slices": {slice_: _named(numbers) for slice_, numbers in verdict.slices.items()},
-        "classification": verdict.probe,
-        "run_id": run.run_id,
-        "mix": {k: mix.counts[k] for k in ("new_documents", "replay_documents")},
-    }
-    verdict_word = "promoted" if outcome["promoted"] else "rejected"
-    return decided(summary, verdict_word, f"{verdict_word} v{challenger.model_version}: {outcome['reason']}")
+    summary = CycleSummary(
+        new_files=sources,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+        previous_champion=champion.version,
+        challenger=challenger.model_version,
+        champion=outcome.champion_version,
+        slices={slice_: _named(numbers) for slice_, numbers in verdict.slices.items()},
+        classification=verdict.probe,
+        run_id=run.run_id,
+        mix={k: mix.counts[k] for k in ("new_documents", "replay_documents")},
+    )
+    verdict_word = "promoted" if outcome.promoted else "rejected"
+    return decided(summary, verdict_word, f"{verdict_word} v{challenger.model_version}: {outcome.reason}")
 
 
-def decided(summary: dict[str, Any], decision: str, message: str) -> State:
+def decided(summary: CycleSummary, decision: str, message: str) -> State:
     """The flow run's final state: Completed, with the decision as its message and as a tag, so the Prefect
     UI tells a promotion from a rejection without opening the run; its result is ``summary``."""
     tag_flow_run(f"decision:{decision}")
     return Completed(message=message[:1000], data=summary)
 
 
-def _named(numbers: dict[str, Any]) -> dict[str, Any]:
+def _named(numbers: dict[str, float]) -> dict[str, float]:
     """A slice's figures named for the versions they belong to (the judge calls the parent "champion")."""
     return {
         k.replace("champion_", "previous_champion_", 1) if k.startswith("champion_") else k: v
@@ -122,15 +122,15 @@ def _named(numbers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def nothing_new(landing: str, name: str) -> dict[str, Any]:
+def nothing_new(landing: str, name: str) -> CycleSummary:
     """The summary of a cycle with nothing to do; its reason goes to the flow run's log, as a warning (and
     a Prefect artifact) when the landing folder is missing."""
     summary = nothing_to_do(Path(landing), current_champion(name))
-    if summary["warning"]:
-        get_run_logger().warning(summary["warning"])
+    if summary.warning:
+        get_run_logger().warning(summary.warning)
         from prefect.artifacts import create_markdown_artifact
 
-        create_markdown_artifact(f"**Warning:** {summary['warning']}", key="continual-warning")
+        create_markdown_artifact(f"**Warning:** {summary.warning}", key="continual-warning")
     else:
-        get_run_logger().info(summary["reason"])
+        get_run_logger().info(summary.reason)
     return summary

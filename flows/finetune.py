@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow
 
@@ -11,22 +11,13 @@ from lmloop.core.config import PipelineConfig
 from lmloop.core.errors import UserError
 from lmloop.ops.preflight import check_base, check_data
 from lmloop.registry.runs import run_key
+from lmloop.registry.values import ModelSummary
 from tasks.data import ingest_data, prepare_test_set, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model, finetune_classifier, finetune_lm, judge_new_classifier
 from tasks.register import register_model
 from tasks.tokenize import tokenize_and_pack
 from tasks.tracking import tracked_run
-
-
-def below_baseline(metrics: dict[str, float]) -> str | None:
-    """Why a classifier must not be crowned: it does not beat TF-IDF + logistic regression on the same test
-    rows (accuracy and macro-F1 both). None when it does."""
-    short = [m for m in ("accuracy", "macro_f1") if metrics[m] < metrics[f"baseline_{m}"]]
-    if not short:
-        return None
-    figures = ", ".join(f"{m} {metrics[m]:.3f} < {metrics[f'baseline_{m}']:.3f}" for m in short)
-    return f"below the TF-IDF + logistic-regression baseline on the same test rows ({figures})"
 
 
 def _named() -> str:
@@ -49,7 +40,7 @@ def finetune_flow(
     lora: bool = False,
     run_name: str | None = None,
     test_data: list[str] | None = None,
-) -> dict[str, Any]:
+) -> ModelSummary:
     """Fine-tune ``base`` on ``data`` and register the result: ``registry.model_name`` at an alias or
     version, or a pretrained checkpoint (a model folder, ``hf:org/name[@revision]``).
 
@@ -101,14 +92,12 @@ def finetune_flow(
             trained = finetune_classifier(corpus, parent, train_cfg=config.finetune, lora=lora, run=run, test=test)
             tags["labels"] = ",".join(trained.labels)
             classifier = f"{config.registry.model_name}-classifier"
-            refused = below_baseline(trained.metrics)
-            registered = register_model(
-                trained, name=classifier, tags=tags, run=run, task="text-classification", refused=refused
-            )
-            if not refused:  # beats the baseline: is it better than the current champion classifier?
-                verdict = judge_new_classifier(trained, registered, run=run)
-                registered = registered.model_copy(update={"aliases": verdict["aliases"]})
-    summary = {"metrics": trained.metrics, "validation": corpus.validation, "work_dir": str(run.work)}
-    if task == "classification":
-        summary["not_promoted"] = refused or (None if "champion" in registered.aliases else verdict["reason"])
-    return {"run_id": run.run_id, **registered.model_dump(), **summary}
+            registered = register_model(trained, name=classifier, tags=tags, run=run, task="text-classification")
+            registered = judge_new_classifier(trained, registered, run=run)
+    return ModelSummary(
+        run_id=run.run_id,
+        **registered.model_dump(),
+        metrics=trained.metrics,
+        validation=corpus.validation,
+        work_dir=str(run.work),
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from lmloop.core import settings
@@ -11,6 +9,7 @@ from lmloop.core.config import PipelineConfig, with_knobs
 from lmloop.core.errors import UserError
 from lmloop.ops.preflight import check_base, check_data
 from lmloop.registry.runs import run_key
+from lmloop.registry.values import ModelSummary
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
 from tasks.finetune import fetch_base_model
@@ -37,7 +36,7 @@ def training_flow(
     max_steps: int | None = None,
     run_name: str | None = None,
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen, so a shared default is safe)
-) -> dict[str, Any]:
+) -> ModelSummary:
     """Train a causal LM on ``data`` (or ``config.data.sources``) and register it in MLflow: from scratch, or,
     with ``config.model.base`` (``lmloop run --from``), continuing a pretrained causal LM (a model folder or
     ``hf:org/name``) with its own architecture and tokenizer.
@@ -97,5 +96,10 @@ def training_flow(
         "train_tokens_per_second": trained.summary["tokens_per_second"],
         "train_final_loss": trained.summary["final_loss"],
     }
-    summary = {"metrics": metrics, "validation": corpus.validation, "work_dir": str(run.work)}
-    return {"run_id": run.run_id, **registered.model_dump(), **summary}
+    return ModelSummary(
+        run_id=run.run_id,
+        **registered.model_dump(),
+        metrics=metrics,
+        validation=corpus.validation,
+        work_dir=str(run.work),
+    )

@@ -1,3 +1,5 @@
+"""The evaluation task: score the trained model on the test split and every slice, and report it."""
+
 from __future__ import annotations
 
 from prefect import task
@@ -6,19 +8,9 @@ from lmloop.core.config import EvalConfig
 from lmloop.core.values import Run
 from lmloop.data.values import Corpus
 from lmloop.evaluation.evaluate import evaluate
-from lmloop.registry import tracking
+from lmloop.evaluation.report import report_evaluation
 from lmloop.training.values import Blocks, TrainedModel
-
-
-def flatten_slices(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
-    """``slice/<kind>/<value>/<metric>`` keys, so the MLflow UI can chart any slice."""
-    return {
-        f"slice/{kind}/{name}/{metric}": value
-        for kind, groups in slices.items()
-        for name, numbers in groups.items()
-        for metric, value in numbers.items()
-        if metric != "documents"
-    }
+from tasks.tracking import reporter
 
 
 @task
@@ -26,11 +18,5 @@ def evaluate_model(
     trained: TrainedModel, *, corpus: Corpus, blocks: Blocks, cfg: EvalConfig, sources: list[str], run: Run
 ) -> TrainedModel:
     out = evaluate(trained, corpus, blocks, cfg, sources)
-    tracking.log_metrics(run.run_id, {**out.metrics, **flatten_slices(out.slices())})
-    tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
-    tracking.log_table(run.run_id, out.samples(), "evaluation/samples.json")
-    from lmloop.evaluation.plots import slice_bars
-
-    plot = slice_bars(out.slices(), "bits_per_byte", out.path / "plots" / "slices_bits_per_byte.png")
-    tracking.log_artifact(run.run_id, plot, "plots")
+    report_evaluation(reporter(run), out)
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 
@@ -16,8 +15,9 @@ from lmloop.registry.values import Registered
 from lmloop.training import pretrain
 from lmloop.training.bases import is_pretrained, resolve
 from lmloop.training.classify import train_classifier
+from lmloop.training.report import report_classifier, report_curves, with_progress
 from lmloop.training.values import BaseModelRef, Blocks, TrainedModel
-from tasks.train import log_training_curves, with_progress
+from tasks.tracking import reporter
 
 
 @task(retries=2, retry_delay_seconds=2)
@@ -28,32 +28,32 @@ def fetch_base_model(name: str, ref: str, *, requested: ModelConfig, run: Run, t
     the run's lineage tags."""
     if is_pretrained(ref):
         base = resolve(ref, allow_pickle=requested.allow_pickle_weights)
-        tracking.set_tags(run.run_id, base.lineage())
+        reporter(run).tags(base.lineage())
         found = pretrain.pretrained_ref(base, requested, task=task)
         if not (Path(base.dir) / "tokenizer.json").exists():  # slow tokenizer files only: save the fast one
             found = found.model_copy(update={"tokenizer_dir": pretrain.fast_tokenizer(base.dir, run.work / "base")})
         return found
     fetched = tracking.fetch_model(name, ref, run.work / "base")
-    tracking.set_tags(run.run_id, {"lmloop.parent_model": name, "lmloop.parent_version": fetched["version"]})
+    reporter(run).tags({"lmloop.parent_model": name, "lmloop.parent_version": fetched["version"]})
     return pretrain.base_model_ref(name, fetched, requested)
 
 
 @task
 def finetune_lm(blocks: Blocks, base: BaseModelRef, *, train_cfg: TrainConfig, lora: bool, run: Run) -> TrainedModel:
     """Continued causal-LM training from the registered base model."""
-    log = with_progress(tracking.step_logger(run.run_id), train_cfg.max_steps)
+    report = reporter(run)
     out = pretrain.train_model(
         blocks,
         model_cfg=base.model,
         train_cfg=train_cfg,
         out=run.work,
-        log=log,
+        log=with_progress(report, train_cfg.max_steps),
         run_id=run.run_id,
         init_from=base.dir,
         lora=lora,
         cache=run.home.cache,
     )
-    log_training_curves(run, f"Continued training from {base.label}")
+    report_curves(report, run.work, f"Continued training from {base.label}")
     return out
 
 
@@ -63,24 +63,33 @@ def finetune_classifier(
 ) -> TrainedModel:
     """A classification head on the base model; accuracy and macro-F1 beside TF-IDF + logistic regression
     on the same test rows (``test``: the team's own)."""
-    log = tracking.step_logger(run.run_id, "val_macro_f1")
+    report = reporter(run)
+    log = report.step_logger("val_macro_f1")
     out = train_classifier(corpus, base, train_cfg=train_cfg, lora=lora, out=run.work, log=log, test=test)
-    tracking.log_metrics(run.run_id, out.metrics)
-    tracking.log_artifact(run.run_id, out.path / "metrics.json", "evaluation")
-    tracking.log_artifact(run.run_id, out.path / "confusion_matrix.png", "plots")
-    log_training_curves(run, f"Classifier fine-tuning from {base.label}")
+    report_classifier(report, out, work=run.work, title=f"Classifier fine-tuning from {base.label}")
     return out
 
 
 @task
-def judge_new_classifier(trained: TrainedModel, registered: Registered, run: Run) -> dict[str, Any]:
-    """``@champion`` moves to the new classifier only when it beats the current one on the same test rows."""
+def judge_new_classifier(trained: TrainedModel, registered: Registered, run: Run) -> Registered:
+    """The classifier's gate (:func:`lmloop.promotion.classifier_gate.judge_classifier`): never crowned below
+    its baseline, else ``@champion`` when it is the first or beats the current one on the same test rows.
+    Returns ``registered`` with the aliases it holds now, and why it is not champion when it is not."""
     from lmloop.promotion.classifier_gate import judge_classifier
+    from lmloop.promotion.report import report_classifier_verdict
 
     name, version = registered.model_name, registered.model_version
-    rows = run.work / "classifier_test_rows.jsonl"
-    outcome = judge_classifier(name, version, trained.path, rows, run.work, State(run.home.state))
-    tracking.set_tags(
-        run.run_id, {"gate.decision": "promoted" if outcome["promoted"] else "kept", "gate.reason": outcome["reason"]}
+    outcome = judge_classifier(
+        name,
+        version,
+        metrics=trained.metrics,
+        model_dir=trained.path,
+        test_rows=run.work / "classifier_test_rows.jsonl",
+        work=run.work,
+        state=State(run.home.state),
     )
-    return {**outcome, "aliases": tracking.aliases_of(name, version)}
+    report_classifier_verdict(reporter(run), outcome, name=name, version=version)
+    aliases = tracking.aliases_of(name, version)
+    return registered.model_copy(
+        update={"aliases": aliases, "not_promoted": None if "champion" in aliases else outcome.reason}
+    )

@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import Task, unmapped
+from prefect import Task, get_run_logger, task, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from lmloop.core import settings
-from lmloop.core.config import DataConfig
+from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.core.stopping import StopRequest
+from lmloop.data.file_reports import FileReport
+from lmloop.data.ingest import Unit, plan_ingest, process_unit
+from lmloop.data.values import Ingested
 
 T = TypeVar("T")
 _WAIT_S = 1.0  # how often a stop request is looked at while workers run
@@ -153,3 +157,34 @@ def map_units(task: Task[..., T], items: list[Any], kind: str, data: DataConfig,
                 raise
         todo = broken
     return results
+
+
+@task(retries=1, retry_delay_seconds=1)
+def ingest_unit(
+    item: Unit, data: DataConfig, validation: ValidationConfig, cache: Path, docs: Path
+) -> list[FileReport]:
+    """One worker's share: read, clean and check one large file or a group of small ones into shards."""
+    from data_checks import data_docs
+
+    with data_docs(docs):
+        return process_unit(item, data, validation, cache)
+
+
+def ingest_on_runner(
+    sources: list[str], *, data: DataConfig, validation: ValidationConfig, shards: Path, docs: Path, out: Path
+) -> tuple[Ingested, str]:
+    """The files not cached yet, unit by unit on the configured task runner (in order, whatever ran them);
+    returns what was ingested and the runner's kind."""
+    from data_checks import write_docs_index
+
+    plan = plan_ingest(sources, data, validation, shards)
+    kind = runner_kind(data, plan.pending_bytes)
+    if plan.units:
+        get_run_logger().info(
+            "ingest: %d unit(s), %.1f MB not cached, runner %s", len(plan.units), plan.pending_bytes / 1e6, kind
+        )
+    done = map_units(ingest_unit, plan.units, kind, data, data=data, validation=validation, cache=shards, docs=docs)
+    for i, reports in enumerate(done):
+        plan.fill(i, reports)
+    write_docs_index(docs)
+    return Ingested.write(out, plan.result()), kind

@@ -8,18 +8,19 @@ from prefect import task
 
 from lmloop.core.config import DataConfig, TokenizerConfig, ValidationConfig
 from lmloop.core.values import Run
+from lmloop.data.report import report_splits
 from lmloop.data.values import Corpus
-from lmloop.registry import tracking
 from lmloop.training import stages as training_stages
 from lmloop.training import token_cache
 from lmloop.training.values import Blocks, TokenizerRef
 from tasks.runners import map_units, runner_kind
+from tasks.tracking import reporter
 
 
 @task
 def train_tokenizer(corpus: Corpus, cfg: TokenizerConfig, run: Run) -> TokenizerRef:
     out = training_stages.prepare_tokenizer(corpus, cfg, run.work)
-    tracking.log_metrics(run.run_id, {"tokenizer_vocab_size": out.vocab_size})
+    reporter(run).metrics({"tokenizer_vocab_size": out.vocab_size})
     return out
 
 
@@ -43,7 +44,7 @@ def tokenize_and_pack(
 ) -> Blocks:
     """Tokenize the shards not cached yet (mapped over ``data.task_runner``), then pack the corpus into blocks;
     fewer training blocks than one ``batch_size`` is refused (DataTooSmall)."""
-    cache_root = run.home.cache / "tokens"
+    cache_root = run.home.tokens
     pending = token_cache.pending_shards(corpus.shards(), tokenizer.path, cache_root)
     kind = runner_kind(data, sum(Path(s).stat().st_size for s in pending))
     map_units(tokenize_unit, pending, kind, data, tokenizer=tokenizer.path, cache_root=cache_root)
@@ -59,9 +60,8 @@ def tokenize_and_pack(
     counts = {**out.counts, "shards_tokenized": len(pending)}
     counts["shards_from_cache"] = len(set(corpus.shards())) - len(pending)
     out = out.model_copy(update={"counts": counts})
-    tracking.log_metrics(run.run_id, out.counts)
+    report = reporter(run)
+    report.metrics(out.counts)
     if sources:  # the splits as dataset inputs, now with their token counts
-        from tasks.data import log_splits
-
-        log_splits(corpus, sources, run, out.counts)
+        report_splits(report, corpus, sources, out.counts)
     return out

@@ -14,6 +14,7 @@ from lmloop.core.settings import Home
 from lmloop.core.values import Run
 from lmloop.data.gate import DataValidationError
 from lmloop.registry import tracking
+from lmloop.registry.report import RunReport
 from lmloop.registry.runs import RunIndex
 
 # What stops a flow from outside: Ctrl-C, a stop request, and SIGTERM where Prefect's own handler takes it
@@ -24,7 +25,7 @@ INTERRUPTS = (KeyboardInterrupt, SystemExit, TerminationSignal)
 @task(retries=2, retry_delay_seconds=2)
 def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[str], key: str, home: Home) -> Run:
     """Open the MLflow run every stage logs into, or resume the one ``key``'s crashed or failed attempt left."""
-    index = RunIndex(home.work / "index")
+    index = RunIndex(home.run_index)
     previous = index.resumable(key)
     if previous and not tracking.run_exists(previous):
         get_run_logger().warning(
@@ -141,7 +142,30 @@ def finish_tracking(run: Run, key: str, status: str, reason: str | None = None) 
         except Exception as exc:  # noqa: BLE001
             get_run_logger().warning("stage table not written: %s", exc)
     tracking.finish_run(run.run_id, "FINISHED" if status == "complete" else "FAILED")
-    RunIndex(run.home.work / "index").record(key, run.run_id, status)
+    RunIndex(run.home.run_index).record(key, run.run_id, status)
+
+
+class _Prefect:
+    """Prefect's side of a room's report: artifacts of the flow run, lines in its log."""
+
+    def markdown(self, text: str, key: str, description: str) -> None:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(text, key=key, description=description)
+
+    def link(self, url: str, text: str, description: str) -> None:
+        from prefect.artifacts import create_link_artifact
+
+        create_link_artifact(url, link_text=text, description=description)
+
+    def say(self, message: str) -> None:
+        get_run_logger().info(message)
+
+
+def reporter(run: Run) -> RunReport:
+    """Where a room reports what a task did: ``run``'s MLflow run (and its parent, for a stage run), and
+    this flow run's Prefect artifacts and log."""
+    return RunReport(run.run_id, ui=run.home.mlflow_ui, parent_id=run.parent_id, publish=_Prefect())
 
 
 @contextmanager
@@ -178,6 +202,6 @@ def tracked_run(
         raise
     except INTERRUPTS:  # Ctrl-C / SIGTERM: no new task now, the flow is stopping
         tracking.finish_run(run.run_id, "KILLED")
-        RunIndex(run.home.work / "index").record(key, run.run_id, "failed")  # resumable, like a failure
+        RunIndex(run.home.run_index).record(key, run.run_id, "failed")  # resumable, like a failure
         raise
     finish_tracking(run, key, "complete")

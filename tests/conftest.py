@@ -146,7 +146,7 @@ def trained(prefect_harness, corpus: Path, tiny_config: PipelineConfig) -> dict:
     from lmloop.core import settings
 
     out = training_flow(config=tiny_config, data=[str(corpus)], run_name="flow-test")
-    return {**out, "tracking_uri": settings.tracking_uri()}  # the store it was registered in
+    return {**out.model_dump(), "tracking_uri": settings.tracking_uri()}  # the store it was registered in
 
 
 @pytest.fixture

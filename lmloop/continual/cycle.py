@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from datasets import concatenate_datasets
 
+from lmloop.continual.journal import CycleJournal
 from lmloop.core.config import ContinualConfig, EvalConfig, PipelineConfig
 from lmloop.core.errors import NoModel
 from lmloop.core.faults import crash_point
@@ -59,14 +60,14 @@ def cycle_parent(name: str, batch: str, state: State) -> tuple[str, bool]:
     parent and whether the cycle was re-planned (what it trained so far came from another parent)."""
     from lmloop.registry import tracking
 
-    journal = state.journal(batch)
+    journal = CycleJournal.of(state, batch)
     champion = tracking.alias_version(name, "champion")
     if champion is None:
         raise NoModel(f"model {name!r} has no champion yet: train one first (lmloop run)")
-    parent = journal.get("parent")
-    if parent is not None and (parent == champion or "decision" in journal):
+    parent = journal.parent
+    if parent is not None and (parent == champion or journal.decision is not None):
         return parent, False
-    state.note(batch, parent=champion)
+    journal.planned(state, champion)
     return champion, parent is not None
 
 
@@ -243,8 +244,9 @@ def judge(
 
     from lmloop.training.model import load_pretrained
 
-    if recorded := state.journal(batch).get("decision"):
-        return GateDecision(**recorded)
+    journal = CycleJournal.of(state, batch)
+    if journal.decision is not None:
+        return journal.decision
 
     from lmloop.promotion.gate import decide
     from lmloop.training.tokenizer import load_tokenizer
@@ -296,9 +298,9 @@ def judge(
         reason=decision.reason + (note if drifted else ""),
         batch=batch,
         slices=slices,
-        comparison=decision.to_dict(),
+        comparison=decision,
         probe=probe,
     )
-    state.note(batch, decision=verdict.model_dump(mode="json"))
+    journal.judged(state, verdict)
     crash_point("judged")
     return verdict

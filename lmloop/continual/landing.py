@@ -15,8 +15,9 @@ from typing import Any
 
 import fsspec
 
+from lmloop.continual.values import CycleSummary
 from lmloop.core.files import private_tmp
-from lmloop.data.reports import sha256_uri
+from lmloop.data.file_reports import sha256_uri
 from lmloop.data.sources import SourceError, discover
 from lmloop.data.state import State
 
@@ -43,7 +44,9 @@ def _stage(source: Any, sha: str, staging: Path) -> Path | None:
 def has_work(landing: Path, state: State) -> bool:
     """Is there anything for a cycle to do: an interrupted close, or a landing file not consumed yet?
     (Read-only, no Prefect or MLflow: a nothing-new cycle answers in a moment.)"""
-    if state.pending():
+    from lmloop.continual.journal import pending
+
+    if pending(state):
         return True
     if not landing.exists():
         return False
@@ -71,7 +74,7 @@ def _files(landing: Path) -> list[Any]:
         return []
 
 
-def nothing_new(landing: Path, champion: str | None) -> dict[str, Any]:
+def nothing_new(landing: Path, champion: str | None) -> CycleSummary:
     """The summary of a cycle with nothing to do. Its ``warning`` is set when the landing folder is not
     there (a typo, or a first cycle before any data came): worth a warning, not an error."""
     missing = not landing.exists()
@@ -80,16 +83,15 @@ def nothing_new(landing: Path, champion: str | None) -> dict[str, Any]:
         if missing
         else f"nothing new in {landing}"
     )
-    return {
-        "new_files": [],
-        "promoted": None,
-        "reason": reason,
-        "warning": reason if missing else None,
-        "previous_champion": champion,
-        "challenger": None,
-        "champion": champion,
-        "slices": {},
-    }
+    return CycleSummary(
+        new_files=[],
+        promoted=None,
+        reason=reason,
+        warning=reason if missing else None,
+        previous_champion=champion,
+        challenger=None,
+        champion=champion,
+    )
 
 
 def new_files(landing: Path, state: State, staging: Path, settle: float = 0.0) -> list[dict[str, str]]:
@@ -98,7 +100,9 @@ def new_files(landing: Path, state: State, staging: Path, settle: float = 0.0) -
     A file still being written (its size or mtime changes across ``settle`` seconds, or while it is copied)
     is left for the next cycle; a file consumed before that has changed since is not read again."""
     log = logging.getLogger("lmloop")
-    for batch in state.finish_pending():  # a crash interrupted that cycle's close: finish it first
+    from lmloop.continual.journal import finish_pending
+
+    for batch in finish_pending(state):  # a crash interrupted that cycle's close: finish it first
         log.warning("finished closing %s, interrupted by a crash", batch)
     seen = state.watermark()
     _drop_consumed(staging, seen)
@@ -162,3 +166,16 @@ def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -
     for folder in staging.glob("*") if staging.exists() else []:
         if folder.name in consumed and time.time() - folder.stat().st_mtime > grace:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def reject(files: list[dict[str, str]], report: dict[str, Any], batch: str, state: State) -> list[str]:
+    """Consume the files of ``batch`` the data gate rejected (``report``: the gate's), each with its reason;
+    returns their landing URIs. The files that passed stay new."""
+    reasons = {_plain(r["file"]): "; ".join(r["reasons"])[:1000] for r in report.get("rejected_files", [])}
+    rejected = [f for f in files if _plain(f["staged"]) in reasons]
+    state.reject_files(rejected, batch, {f["sha256"]: reasons[_plain(f["staged"])] for f in rejected})
+    return [f["uri"] for f in rejected]
+
+
+def _plain(uri: str) -> str:
+    return uri.removeprefix("file://")

@@ -61,6 +61,8 @@ class Home(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     root: str
+    # where a person opens the MLflow UI, for links in Prefect artifacts (never with a password: see mlflow_ui_url)
+    mlflow_ui: str = "http://127.0.0.1:5000"
 
     @property
     def path(self) -> Path:
@@ -75,6 +77,26 @@ class Home(BaseModel):
     def cache(self) -> Path:
         """Content-addressed shards and token ids, shared by every run under this home."""
         return self.path / "cache"
+
+    @property
+    def shards(self) -> Path:
+        """Ingested files as Arrow shards, by content and settings (every run reads them)."""
+        return self.cache / "shards"
+
+    @property
+    def tokens(self) -> Path:
+        """Token ids of shards, by shard and tokenizer."""
+        return self.cache / "tokens"
+
+    @property
+    def models(self) -> Path:
+        """Registered models fetched to be used here (``lmloop generate``)."""
+        return self.cache / "models"
+
+    @property
+    def run_index(self) -> Path:
+        """Which MLflow run each command's key resumes (:mod:`lmloop.registry.runs`)."""
+        return self.work / "index"
 
     @property
     def state(self) -> Path:
@@ -97,8 +119,8 @@ def preset_dirs() -> list[Path]:
 
 
 def home() -> Home:
-    """The one place that resolves ``LMLOOP_HOME``."""
-    return Home(root=str(lmloop_home()))
+    """The one place that resolves ``LMLOOP_HOME`` (and where its MLflow UI is)."""
+    return Home(root=str(lmloop_home()), mlflow_ui=mlflow_ui_url())
 
 
 def tracking_uri() -> str:
@@ -147,6 +169,12 @@ def mlflow_ui_url() -> str:
 
 def artifact_root() -> str:
     return (mlruns_dir() / "artifacts").as_uri()
+
+
+def lock_url() -> str | None:
+    """``$LMLOOP_LOCK_URL``: a PostgreSQL URL for a promotion lock shared by a team's machines, or None (the
+    sqlite lock under the home's state)."""
+    return os.environ.get("LMLOOP_LOCK_URL") or None
 
 
 @functools.cache  # once per process

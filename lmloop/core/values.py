@@ -27,3 +27,13 @@ class Run(Value):
     @property
     def work(self) -> Path:
         return self.home.work / (self.parent_id or self.run_id)
+
+    @property
+    def docs(self) -> Path:
+        """Great Expectations' Data Docs of this run's validations."""
+        return self.work / "data_docs"
+
+    @property
+    def quarantine(self) -> Path:
+        """Where the data gate moves this run's rejected files."""
+        return self.home.quarantine / (self.parent_id or self.run_id)

@@ -13,7 +13,7 @@ import numpy as np
 
 from lmloop.core.config import DataConfig
 from lmloop.data import near_dups
-from lmloop.data.reports import FileReport, doc_ids, id_array
+from lmloop.data.file_reports import FileReport, doc_ids, id_array
 from lmloop.data.signatures import shards_signatures, write_atomic
 from lmloop.data.splits import FrozenEval
 

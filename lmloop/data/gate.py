@@ -19,7 +19,7 @@ from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.core.errors import Rejected
 from lmloop.core.files import write_json
 from lmloop.data.dedup import History, select_documents
-from lmloop.data.reports import FileReport, manifest_digest
+from lmloop.data.file_reports import FileReport, manifest_digest
 from lmloop.data.splits import frozen_eval
 from lmloop.data.values import Corpus
 

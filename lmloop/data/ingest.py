@@ -28,8 +28,8 @@ from lmloop.core.files import intact, private_tmp, seal, write_text_atomic
 from lmloop.core.progress import progress
 from lmloop.core.stopping import StopRequest, check_pending
 from lmloop.data.cleaning import bad_char_share, doc_id, normalize_text
+from lmloop.data.file_reports import SCHEMA, FileReport, settings_key, sha256_uri
 from lmloop.data.readers import Columns, ReadError, read_rows
-from lmloop.data.reports import SCHEMA, FileReport, settings_key, sha256_uri
 from lmloop.data.signatures import write_signatures
 from lmloop.data.sources import SourceFile, discover
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from lmloop.data import near_dups
-from lmloop.data.reports import shard_column
+from lmloop.data.file_reports import shard_column
 
 
 def signature_path(shard: str | Path, ngram: int) -> Path:

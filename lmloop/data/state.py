@@ -26,8 +26,8 @@ import numpy as np
 
 from lmloop.core.files import write_text_atomic
 from lmloop.data.dedup import History, record_trained, trained_ids
+from lmloop.data.file_reports import doc_ids
 from lmloop.data.near_dups import Signatures
-from lmloop.data.reports import doc_ids
 from lmloop.data.signatures import load_signatures, save_signatures, shard_signatures
 from lmloop.data.values import Corpus
 
@@ -133,44 +133,12 @@ class State:
         train = corpus.keep()[corpus.split_index("train")]
         return record_trained(self.trained_store, doc_ids(corpus.shards())[train])
 
-    def close_cycle(self, corpus: Corpus, files: list[dict[str, str]], batch: str) -> None:
-        """The end of a continual cycle as one recorded transition: the intent is written first, then the
-        batch's training documents count as trained on, its corpus becomes a replay source, its test split a
-        frozen slice, its files are consumed (watermark), and the cycle is marked closed. Every step is
-        idempotent, and a cycle whose close was interrupted is finished by :meth:`finish_pending`."""
-        self.note(batch, closing={"corpus": corpus.root, "files": files})
-        self._finish_close(batch)
+    # -- continual cycles in progress (lmloop.continual.journal reads and writes them)
+    def cycle_file(self, batch: str) -> Path:
+        return self.root / "cycles" / f"{batch}.json"
 
-    def _finish_close(self, batch: str) -> None:
-        from lmloop.core.faults import crash_point
-
-        closing = self.journal(batch)["closing"]
-        self.record_training_data(Corpus(root=closing["corpus"]), batch)
-        crash_point("cycle-recorded")
-        self.advance_watermark(closing["files"], batch)
-        self.note(batch, closed=True)
-
-    def pending(self) -> list[str]:
-        """Cycles whose close a crash interrupted."""
-        return [
-            path.stem
-            for path in sorted((self.root / "cycles").glob("*.json"))
-            if "closing" in (entry := _read(path, {})) and not entry.get("closed")
-        ]
-
-    def finish_pending(self) -> list[str]:
-        """Complete every cycle whose close a crash interrupted; returns their batch names."""
-        pending = self.pending()
-        for batch in pending:
-            self._finish_close(batch)
-        return pending
-
-    # -- continual cycles in progress
-    def journal(self, batch: str) -> dict[str, Any]:
-        return _read(self.root / "cycles" / f"{batch}.json", {})
-
-    def note(self, batch: str, **entries: Any) -> None:
-        _write(self.root / "cycles" / f"{batch}.json", {**self.journal(batch), **entries})
+    def cycle_files(self) -> list[Path]:
+        return sorted((self.root / "cycles").glob("*.json"))
 
     # -- champion moves
     @property

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from lmloop.core.files import write_json
 from lmloop.core.values import Value
-from lmloop.data.reports import FileReport, doc_ids, load_shards
+from lmloop.data.file_reports import FileReport, doc_ids, load_shards
 from lmloop.data.splits import split_indices
 
 SPLITS = ("train", "validation", "test")

@@ -15,8 +15,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from lmloop.core import settings
-
 BIN = Path(sys.executable).parent
 
 
@@ -59,7 +57,7 @@ def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def mlflow_ui_command(host: str, port: int) -> list[str]:
+def mlflow_ui_command(host: str, port: int, *, tracking_uri: str, artifact_root: str) -> list[str]:
     """``mlflow ui`` on lmloop's tracking store. MLflow's server job runner (Huey consumers for GenAI
     scorers, which lmloop never submits: about eight processes polling the store) is off unless the user
     turned it on with ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``."""
@@ -70,9 +68,9 @@ def mlflow_ui_command(host: str, port: int) -> list[str]:
         str(BIN / "mlflow"),
         "ui",
         "--backend-store-uri",
-        settings.tracking_uri(),
+        tracking_uri,
         "--default-artifact-root",
-        settings.artifact_root(),
+        artifact_root,
         "--host",
         host,
         "--port",
@@ -134,9 +132,19 @@ def stop(process: subprocess.Popen, timeout: float = 20.0, crash: bool = False) 
         pass
 
 
-def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, logs: Path, home: Path) -> int:
-    """Start both (their logs in ``logs``), print the URLs, wait for Ctrl-C (or SIGTERM), stop both.
+def run_ui(
+    host: str,
+    *,
+    mlflow_port: int,
+    prefect_port: int | None,
+    console: Any,
+    home: Path,
+    tracking_uri: str,
+    artifact_root: str,
+) -> int:
+    """Start both (their logs in ``home/logs``), print the URLs, wait for Ctrl-C (or SIGTERM), stop both.
     While it runs, lmloop commands of this ``home`` report to its Prefect server. Returns the exit code."""
+    logs = home / "logs"
     children: list[tuple[str, subprocess.Popen, str]] = []
     stopping = False
 
@@ -147,7 +155,16 @@ def run_ui(host: str, mlflow_port: int, prefect_port: int | None, console: Any, 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         mlflow_url = f"http://{host}:{mlflow_port}"
-        children.append(("MLflow UI", start(mlflow_ui_command(host, mlflow_port), logs / "mlflow-ui.log"), mlflow_url))
+        children.append(
+            (
+                "MLflow UI",
+                start(
+                    mlflow_ui_command(host, mlflow_port, tracking_uri=tracking_uri, artifact_root=artifact_root),
+                    logs / "mlflow-ui.log",
+                ),
+                mlflow_url,
+            )
+        )
         if prefect_port is not None:
             prefect_url = f"http://{host}:{prefect_port}"
             server = start(prefect_server_command(host, prefect_port), logs / "prefect-server.log")

@@ -51,7 +51,9 @@ def like_for_like(name: str, version: dict[str, Any] | None) -> dict[str, Any] |
     return {"version": version["version"], "against": version["gate_against"], "slices": slices}
 
 
-def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisions: int = 5) -> dict[str, Any]:
+def collect(
+    model_name: str, experiment: str, home: Home, *, tracking_uri: str, runs: int = 5, decisions: int = 5
+) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     client = tracking.client()
@@ -77,7 +79,7 @@ def collect(model_name: str, experiment: str, home: Home, runs: int = 5, decisio
     compared = [like_for_like(model_name, aliases[a]) for a in (CHAMPION, CHALLENGER)]
     return {
         "model_name": model_name,
-        "tracking_uri": settings.redact(settings.tracking_uri()),
+        "tracking_uri": settings.redact(tracking_uri),
         "lmloop_home": home.root,
         "versions": versions,
         "aliases": aliases,

@@ -1,17 +1,18 @@
-"""The gate for classifiers: ``@champion`` of ``<name>-classifier`` moves only when the new classifier beats
-the current champion on the same test rows (a paired bootstrap of the accuracy difference, as the LM gate
-does for bits per byte). Below its TF-IDF + LR baseline a classifier is never crowned (see the finetune flow)."""
+"""The gate for classifiers, the whole rule in :func:`judge_classifier`: below its TF-IDF + LR baseline a
+classifier is never crowned; the first one above it becomes ``@champion`` of ``<name>-classifier``; after that
+``@champion`` moves only when the new classifier beats the current champion on the same test rows (a paired
+bootstrap of the accuracy difference, as the LM gate does for bits per byte)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lmloop.data.state import State
 from lmloop.promotion import moves
+from lmloop.promotion.values import PromotionOutcome
 from lmloop.registry import tracking
 from lmloop.training.classify import accuracy_difference_ci
 
@@ -32,14 +33,44 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
     return np.array([model.config.id2label[int(i)] for i in predicted])
 
 
+def below_baseline(metrics: dict[str, float]) -> str | None:
+    """Why a classifier must not be crowned: it does not beat TF-IDF + logistic regression on the same test
+    rows (accuracy and macro-F1 both). None when it does."""
+    short = [m for m in ("accuracy", "macro_f1") if metrics[m] < metrics[f"baseline_{m}"]]
+    if not short:
+        return None
+    figures = ", ".join(f"{m} {metrics[m]:.3f} < {metrics[f'baseline_{m}']:.3f}" for m in short)
+    return f"below the TF-IDF + logistic-regression baseline on the same test rows ({figures})"
+
+
 def judge_classifier(
-    name: str, challenger: str, model_dir: Path, test_rows: Path, work: Path, state: State
-) -> dict[str, Any]:
-    """Promote ``challenger`` over the current champion only when the paired-bootstrap 95% CI of its accuracy
-    minus the champion's, on the same rows, lies above zero. Recorded like every gate decision."""
+    name: str, challenger: str, *, metrics: dict[str, float], model_dir: Path, test_rows: Path, work: Path, state: State
+) -> PromotionOutcome:
+    """The classifier's promotion rule. Below its baseline (``metrics``): no alias, the refusal tagged on the
+    version. Else the first classifier of ``name`` becomes champion; a later one is promoted over the champion
+    only when the paired-bootstrap 95% CI of its accuracy minus the champion's, on the same rows, lies above
+    zero. Recorded like every gate decision."""
+    if refused := below_baseline(metrics):
+        for key, value in {"gate.decision": "rejected", "gate.reason": refused}.items():
+            tracking.client().set_model_version_tag(name, challenger, key, value)
+        return PromotionOutcome(
+            promoted=False, reason=refused, champion_version=tracking.alias_version(name, moves.CHAMPION)
+        )
+    if moves.first_champion(name, challenger, state):
+        return PromotionOutcome(promoted=True, reason="first champion", champion_version=challenger)
     champion = tracking.alias_version(name, moves.CHAMPION)
-    if champion is None or champion == challenger:
-        return {"promoted": champion == challenger, "reason": "first champion", "champion_version": champion}
+    if champion is None or champion == challenger:  # crowned by an earlier attempt of this run
+        return PromotionOutcome(promoted=champion == challenger, reason="first champion", champion_version=champion)
+    return against_champion(
+        name, challenger, champion, model_dir=model_dir, test_rows=test_rows, work=work, state=state
+    )
+
+
+def against_champion(
+    name: str, challenger: str, champion: str, *, model_dir: Path, test_rows: Path, work: Path, state: State
+) -> PromotionOutcome:
+    """Promote ``challenger`` over ``champion`` only when the paired-bootstrap 95% CI of its accuracy minus
+    the champion's, on the same rows, lies above zero (under the promotion lock, re-reading the champion)."""
     rows = [json.loads(line) for line in test_rows.read_text(encoding="utf-8").splitlines()]
     texts, truth = [r["text"] for r in rows], np.array([r["label"] for r in rows])
     fetched = tracking.fetch_model(name, champion, work / f"champion-{champion}")

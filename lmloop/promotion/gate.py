@@ -10,10 +10,12 @@ tolerance. The decision, every number and the reason come back as one record.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import Field
+
+from lmloop.core.values import Value
 
 if TYPE_CHECKING:  # the gate only reads scores; importing evaluation (torch) would slow `lmloop status`
     from lmloop.evaluation.evaluate import DocScores
@@ -21,8 +23,7 @@ if TYPE_CHECKING:  # the gate only reads scores; importing evaluation (torch) wo
 LN2 = float(np.log(2))
 
 
-@dataclass(frozen=True)
-class SliceComparison:
+class SliceComparison(Value):
     name: str
     documents: int
     champion_bpb: float
@@ -32,27 +33,19 @@ class SliceComparison:
     ci_high: float
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Value):
+    """What the gate found: promote or not, why, and every comparison it judged on."""
+
     promote: bool
     reason: str
     new_slice: SliceComparison | None
-    old_slices: list[SliceComparison] = field(default_factory=list)
-    classification: dict[str, Any] = field(default_factory=dict)
+    old_slices: list[SliceComparison] = Field(default_factory=list)
+    # metric -> (champion, challenger, allowed drop), from the linear probe
+    classification: dict[str, tuple[float, float, float]] = Field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Decision:
-        new = raw.get("new_slice")
-        return cls(
-            promote=raw["promote"],
-            reason=raw["reason"],
-            new_slice=SliceComparison(**new) if new else None,
-            old_slices=[SliceComparison(**s) for s in raw.get("old_slices", [])],
-            classification={k: tuple(v) for k, v in raw.get("classification", {}).items()},
-        )
+    def judged(self) -> list[SliceComparison]:
+        """The new slice first, then the old ones."""
+        return ([self.new_slice] if self.new_slice else []) + self.old_slices
 
 
 def paired_bootstrap(
@@ -108,7 +101,13 @@ def decide(
         if chall < champ - allowed:
             reasons.append(f"{metric} dropped from {champ:.4f} to {chall:.4f} (allowed drop {allowed:.4f})")
     if reasons:
-        return Decision(False, "; ".join(reasons), new_cmp, old_cmp, dict(classification or {}))
+        return Decision(
+            promote=False,
+            reason="; ".join(reasons),
+            new_slice=new_cmp,
+            old_slices=old_cmp,
+            classification=dict(classification or {}),
+        )
     assert new_cmp is not None
     why = (
         f"better on {new_cmp.name!r} by {new_cmp.improvement:+.4f} bits/byte (95% CI [{new_cmp.ci_low:+.4f}, "
@@ -116,7 +115,9 @@ def decide(
     )
     if classification:
         why += "; " + ", ".join(f"{m} {c:.4f} -> {h:.4f} within {a:.4f}" for m, (c, h, a) in classification.items())
-    return Decision(True, why, new_cmp, old_cmp, dict(classification or {}))
+    return Decision(
+        promote=True, reason=why, new_slice=new_cmp, old_slices=old_cmp, classification=dict(classification or {})
+    )
 
 
 def report_markdown(decision: Decision, champion: str | None, challenger: str) -> str:
@@ -129,7 +130,7 @@ def report_markdown(decision: Decision, champion: str | None, challenger: str) -
         "| slice | docs | champion bits/byte | challenger bits/byte | improvement | 95% CI |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for cmp in ([decision.new_slice] if decision.new_slice else []) + decision.old_slices:
+    for cmp in decision.judged():
         lines.append(
             f"| {cmp.name} | {cmp.documents} | {cmp.champion_bpb:.4f} | {cmp.challenger_bpb:.4f} | "
             f"{cmp.improvement:+.4f} | [{cmp.ci_low:+.4f}, {cmp.ci_high:+.4f}] |"

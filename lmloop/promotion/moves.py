@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lmloop.core import settings
 from lmloop.core.errors import NoModel, UserError
 from lmloop.core.faults import crash_point
 from lmloop.data.state import State
-from lmloop.promotion.gate import Decision, report_markdown
-from lmloop.promotion.values import GateDecision
+from lmloop.promotion.values import PromotionOutcome, RollbackOutcome
 from lmloop.registry import tracking
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
@@ -30,7 +30,7 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 @contextmanager
 def exclusive(name: str, state: State, timeout: float = 600.0) -> Iterator[None]:
     """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
-    url = os.environ.get("LMLOOP_LOCK_URL")
+    url = settings.lock_url()
     if url:
         with _postgres_lock(url, name, timeout):
             yield
@@ -65,9 +65,7 @@ def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
     try:
         conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
     except (psycopg.Error, ValueError) as exc:  # never echo the URL's password
-        from lmloop.core.settings import redact
-
-        raise RuntimeError(redact(f"LMLOOP_LOCK_URL {url}: cannot take the promotion lock: {exc}")) from None
+        raise RuntimeError(settings.redact(f"LMLOOP_LOCK_URL {url}: cannot take the promotion lock: {exc}")) from None
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
@@ -108,19 +106,19 @@ def promote_if_better(
     reason: str,
     numbers: dict[str, Any],
     state: State,
-) -> dict[str, Any]:
+) -> PromotionOutcome:
     """Apply a gate decision made against ``judged_against``; re-read the champion under the lock first.
     Idempotent: a decision already applied (a rerun after a crash) is reported, not applied again."""
     with exclusive(f"champion:{name}", state):
         done = _already_decided(name, challenger, state)
         if done is not None:
             promoted = bool(done["promoted"])
-            recorded = {
-                "promoted": promoted,
-                "reason": done["reason"],
-                "champion_version": challenger if promoted else done["champion"],
-            }
-            return recorded | ({"champion_moved": True} if done["reason"].startswith("champion moved") else {})
+            return PromotionOutcome(
+                promoted=promoted,
+                reason=done["reason"],
+                champion_version=challenger if promoted else done["champion"],
+                champion_moved=done["reason"].startswith("champion moved"),
+            )
         current = tracking.alias_version(name, CHAMPION)
         resumed = promote and current == challenger  # moved before a crash, not yet recorded
         moved = not resumed and current != judged_against
@@ -147,13 +145,14 @@ def promote_if_better(
             tracking.client().set_model_version_tag(name, challenger, key, str(value))
         event = {"event": "gate", "model": name, "challenger": challenger, "champion": current, "promoted": promote}
         state.record({**event, "reason": reason})
-    outcome = {"promoted": promote, "reason": reason, "champion_version": challenger if promote else current}
-    return outcome | ({"champion_moved": True} if moved else {})
+    return PromotionOutcome(
+        promoted=promote, reason=reason, champion_version=challenger if promote else current, champion_moved=moved
+    )
 
 
 def rollback(
-    name: str, reason: str, state: State, to_version: str | None = None, force: bool = False
-) -> dict[str, Any]:
+    name: str, reason: str, state: State, *, to_version: str | None = None, force: bool = False
+) -> RollbackOutcome:
     """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why. A version the
     gate rejected needs ``force``: without it the refusal quotes what the gate said."""
     with exclusive(f"champion:{name}", state):
@@ -177,31 +176,4 @@ def rollback(
         tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
         event = {"event": "rollback", "model": name, "from": current, "to": target, "reason": reason}
         state.record({**event, "forced": force} if force else event)
-    return {"model_name": name, "champion_version": target, "previous_champion": current, "reason": reason}
-
-
-def apply_gate(
-    decision: GateDecision, *, name: str, challenger: str, champion: str | None, state: State
-) -> dict[str, Any]:
-    """Apply the gate's decision on ``challenger`` (judged against ``champion``) and render its report with
-    both versions, once per batch: a rerun returns what was recorded. Returns ``promoted``, ``reason``,
-    ``champion_version`` and ``report`` (Markdown)."""
-    recorded = state.journal(decision.batch).get("outcome")
-    if recorded:
-        return recorded
-    outcome = promote_if_better(
-        name,
-        challenger,
-        judged_against=champion,
-        promote=decision.promote,
-        reason=decision.reason,
-        numbers=decision.numbers(),
-        state=state,
-    )
-    report = report_markdown(Decision.from_dict(decision.comparison), champion, challenger)
-    if not outcome["promoted"] and decision.promote:
-        report += f"\n**Not applied:** {outcome['reason']}\n"
-    outcome = {**outcome, "report": report}
-    crash_point("promotion-recorded")
-    state.note(decision.batch, outcome=outcome)
-    return outcome
+    return RollbackOutcome(model_name=name, champion_version=target, previous_champion=current, reason=reason)

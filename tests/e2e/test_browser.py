@@ -52,7 +52,12 @@ def test_mlflow_ui_model_page_shows_the_champion_alias(trained: dict, tmp_path: 
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = free_port()
-    server = start(mlflow_ui_command("127.0.0.1", port), tmp_path / "mlflow-ui.log")
+    server = start(
+        mlflow_ui_command(
+            "127.0.0.1", port, tracking_uri=settings.tracking_uri(), artifact_root=settings.artifact_root()
+        ),
+        tmp_path / "mlflow-ui.log",
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):

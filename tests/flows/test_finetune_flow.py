@@ -38,29 +38,29 @@ def test_classification_head_beats_chance_and_registers_with_its_label_map(
 
     out = finetune_flow(task="classification", config=_config(tiny_config), data=[str(corpus)])
     SHARED["classifier"] = out  # the gate test below judges a worse one against it
-    metrics = out["metrics"]
-    assert out["model_name"] == f"{tiny_config.registry.model_name}-classifier"
+    metrics = out.metrics
+    assert out.model_name == f"{tiny_config.registry.model_name}-classifier"
     assert {"accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"} <= set(metrics)
     assert metrics["accuracy"] > 0.4, "four balanced topics: chance is 0.25"
     assert metrics["baseline_accuracy"] > 0.9, "topics have their own vocabularies: TF-IDF separates them"
-    model_dir = Path(out["work_dir"]) / "classifier"
+    model_dir = Path(out.work_dir) / "classifier"
     report = json.loads((model_dir / "metrics.json").read_text())["report"]
     assert {"astronomy", "cooking", "music", "sailing", "macro avg"} <= set(report)
     assert (model_dir / "confusion_matrix.png").stat().st_size > 1000
-    logged = {Path(a.path).name for a in tracking.client().list_artifacts(out["run_id"], "plots")}
+    logged = {Path(a.path).name for a in tracking.client().list_artifacts(out.run_id, "plots")}
     assert logged >= {"confusion_matrix.png", "training_curves.png"}
-    version = tracking.client().get_model_version(out["model_name"], out["model_version"])
+    version = tracking.client().get_model_version(out.model_name, out.model_version)
     assert (
         version.tags["parent_version"] == trained["model_version"] and version.tags["finetune_task"] == "classification"
     )
     if metrics["accuracy"] < metrics["baseline_accuracy"]:  # 30 steps of a tiny model: it loses here
-        assert "baseline" in out["not_promoted"] and out["aliases"] == [], "a loser is never crowned"
+        assert "baseline" in out.not_promoted and out.aliases == [], "a loser is never crowned"
         assert version.tags["gate.decision"] == "rejected" and "Not a champion" in version.description
-        assert tracking.alias_version(out["model_name"], "champion") is None
+        assert tracking.alias_version(out.model_name, "champion") is None
     assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 2
     assert metrics["accuracy_difference_ci95_low"] <= metrics["accuracy"] - metrics["baseline_accuracy"]
     assert metrics["accuracy"] - metrics["baseline_accuracy"] <= metrics["accuracy_difference_ci95_high"]
-    pipe = mlflow.transformers.load_model(f"models:/{out['model_name']}/{out['model_version']}")
+    pipe = mlflow.transformers.load_model(f"models:/{out.model_name}/{out.model_version}")
     assert pipe("Tire stezoubi goupai")[0]["label"] in {"astronomy", "cooking", "music", "sailing"}
 
 
@@ -70,15 +70,15 @@ def test_lora_lm_finetune_registers_a_merged_model_that_loads_and_generates(
     from flows.finetune import finetune_flow
 
     out = finetune_flow(task="lm", config=_config(tiny_config), data=[str(corpus)], lora=True)
-    assert out["model_name"] == tiny_config.registry.model_name and int(out["model_version"]) > 1
-    assert "champion" not in out["aliases"], "fine-tuning never moves the champion by itself"
-    version = tracking.client().get_model_version(out["model_name"], out["model_version"])
+    assert out.model_name == tiny_config.registry.model_name and int(out.model_version) > 1
+    assert "champion" not in out.aliases, "fine-tuning never moves the champion by itself"
+    version = tracking.client().get_model_version(out.model_name, out.model_version)
     assert version.tags["parent_version"] == trained["model_version"] and version.tags["lora"] == "true"
-    assert out["metrics"]["test_perplexity"] < out["metrics"]["unigram_perplexity"]
-    pipe = mlflow.transformers.load_model(f"models:/{out['model_name']}/{out['model_version']}")
+    assert out.metrics["test_perplexity"] < out.metrics["unigram_perplexity"]
+    pipe = mlflow.transformers.load_model(f"models:/{out.model_name}/{out.model_version}")
     assert len(pipe("Tire stezoubi", max_new_tokens=5, do_sample=False)[0]["generated_text"]) > len("Tire stezoubi")
-    weights = Path(out["work_dir"]) / "model" / "model.safetensors"
-    assert weights.exists() and not (Path(out["work_dir"]) / "model" / "adapter_config.json").exists()
+    weights = Path(out.work_dir) / "model" / "model.safetensors"
+    assert weights.exists() and not (Path(out.work_dir) / "model" / "adapter_config.json").exists()
 
 
 def test_evaluation_reports_slices_true_entropy_and_references(trained: dict) -> None:
@@ -104,11 +104,11 @@ def test_a_warm_start_takes_the_champions_architecture_and_refuses_a_contradicti
     unset = load_config(None, [f"finetune.{s}" for s in sets])
     assert unset.model.block_size != tiny_config.model.block_size, "the defaults differ from the champion"
     out = finetune_flow(task="lm", config=unset, data=[str(corpus)], run_name="warm-start-architecture")
-    trained_cfg = model_config_of(Path(out["work_dir"]) / "model")
+    trained_cfg = model_config_of(Path(out.work_dir) / "model")
     assert trained_cfg.block_size == tiny_config.model.block_size and trained_cfg.n_layer == tiny_config.model.n_layer
     from datasets import load_from_disk
 
-    blocks = load_from_disk(str(Path(out["work_dir"]) / "blocks" / "train"))
+    blocks = load_from_disk(str(Path(out.work_dir) / "blocks" / "train"))
     assert len(blocks[0]["input_ids"]) == tiny_config.model.block_size, "packed at the champion's block size"
     contradicting = load_config(None, [f"finetune.{s}" for s in sets] + ["model.block_size=32"])
     with pytest.raises(
@@ -125,29 +125,30 @@ def test_a_worse_classifier_keeps_the_champion_classifier(
     from flows.finetune import finetune_flow
     from lmloop.core import settings
     from lmloop.data.state import State
-    from lmloop.promotion.classifier_gate import judge_classifier
+    from lmloop.promotion.classifier_gate import against_champion
 
     cfg = _config(tiny_config)
     good = SHARED.get("classifier") or finetune_flow(task="classification", config=cfg, data=[str(corpus)])
-    name = good["model_name"]
-    tracking.set_alias(name, "champion", good["model_version"])
+    name = good.model_name
+    tracking.set_alias(name, "champion", good.model_version)
     weak = cfg.model_copy(
         update={"finetune": cfg.finetune.model_copy(update={"epochs": 1, "classifier_learning_rate": 1e-7})}
     )
     bad = finetune_flow(task="classification", config=weak, data=[str(corpus)], run_name="classifier-bad")
-    assert bad["metrics"]["accuracy"] < good["metrics"]["accuracy"]
-    work = Path(good["work_dir"])
-    outcome = judge_classifier(
+    assert bad.metrics["accuracy"] < good.metrics["accuracy"]
+    work = Path(good.work_dir)
+    outcome = against_champion(
         name,
-        bad["model_version"],
-        Path(bad["work_dir"]) / "classifier",
-        work / "classifier_test_rows.jsonl",
-        tmp_path,
-        State(settings.home().state),
+        bad.model_version,
+        good.model_version,
+        model_dir=Path(bad.work_dir) / "classifier",
+        test_rows=work / "classifier_test_rows.jsonl",
+        work=tmp_path,
+        state=State(settings.home().state),
     )
-    assert outcome["promoted"] is False and "not better" in outcome["reason"] and "95% CI" in outcome["reason"]
-    assert tracking.alias_version(name, "champion") == good["model_version"]
-    tags = tracking.client().get_model_version(name, bad["model_version"]).tags
+    assert outcome.promoted is False and "not better" in outcome.reason and "95% CI" in outcome.reason
+    assert tracking.alias_version(name, "champion") == good.model_version
+    tags = tracking.client().get_model_version(name, bad.model_version).tags
     assert float(tags["gate.accuracy_difference_ci95_high"]) < 0
 
 
@@ -194,7 +195,7 @@ def test_a_classifier_learns_real_text_and_is_scored_on_the_teams_test_file(
     out = finetune_flow(
         task="classification", config=cfg, data=[str(train)], test_data=[str(test)], run_name="classifier-real-text"
     )
-    metrics = out["metrics"]
+    metrics = out.metrics
     majority = max(Counter(r["label"] for r in held).values()) / len(held)
     assert metrics["test_documents"] == len(held), "scored on exactly the team's rows"
     assert metrics["tapt_steps"] > 0 and metrics["best_epoch"] <= metrics["epochs_run"] <= 5
@@ -202,13 +203,13 @@ def test_a_classifier_learns_real_text_and_is_scored_on_the_teams_test_file(
     assert metrics["baseline_accuracy"] > majority + 0.1 and metrics["baseline_c"] in (1.0, 4.0, 16.0, 64.0)
     from lmloop.promotion.classifier_gate import predict_labels
 
-    model_dir = str(Path(out["work_dir"]) / "classifier")
-    scored = [json.loads(line) for line in (Path(out["work_dir"]) / "classifier_test_rows.jsonl").open()]
+    model_dir = str(Path(out.work_dir) / "classifier")
+    scored = [json.loads(line) for line in (Path(out.work_dir) / "classifier_test_rows.jsonl").open()]
     served = predict_labels(model_dir, model_dir, [r["text"] for r in scored])
     assert np.mean(served == np.array([r["label"] for r in scored])) == pytest.approx(metrics["accuracy"]), (
         "the reported accuracy is what the registered model scores when it is served (the gate's prediction)"
     )
-    tapt = tracking.client().get_metric_history(out["run_id"], "tapt_loss")
+    tapt = tracking.client().get_metric_history(out.run_id, "tapt_loss")
     assert len(tapt) == 1 and tapt[0].value > 0, "one TAPT epoch, its LM loss logged"
-    lm = tracking.client().get_metric_history(out["run_id"], "train_lm_loss")
+    lm = tracking.client().get_metric_history(out.run_id, "train_lm_loss")
     assert min(m.step for m in lm) > tapt[0].step, "the classifier's curves continue after TAPT's steps"

@@ -37,19 +37,19 @@ def test_a_classifier_on_a_pretrained_encoder_from_the_hub_cache(
     commit = hub_cache(offline_cache, "tiny-org/bert", tiny_bert(tmp_path / "bert", texts_of(corpus)))
     config = _config(tiny_config, "pretrained-enc")
     out = finetune_flow(task="classification", config=config, data=[str(corpus)], base="hf:tiny-org/bert")
-    assert out["model_name"] == "pretrained-enc-classifier"
-    metrics = out["metrics"]
+    assert out.model_name == "pretrained-enc-classifier"
+    metrics = out.metrics
     assert metrics["tapt_steps"] == 0, "no causal-LM adaptation for an encoder"
     assert metrics["accuracy"] > 0.4 and 1 <= metrics["epochs_run"] <= 3, "four balanced topics: chance is 0.25"
-    run = tracking.client().get_run(out["run_id"])
+    run = tracking.client().get_run(out.run_id)
     assert run.data.tags["lmloop.base.source"] == "hub" and run.data.tags["lmloop.base.id"] == "tiny-org/bert"
     assert run.data.tags["lmloop.base.revision"] == commit and run.data.tags["lmloop.base.license"] == "apache-2.0"
-    version = tracking.client().get_model_version(out["model_name"], out["model_version"])
+    version = tracking.client().get_model_version(out.model_name, out.model_version)
     assert version.tags["lmloop.base.weights_sha256"] == run.data.tags["lmloop.base.weights_sha256"]
     assert "Started from" in version.description and "tiny-org/bert" in version.description
-    saved = json.loads((Path(out["work_dir"]) / "classifier" / "config.json").read_text())
+    saved = json.loads((Path(out.work_dir) / "classifier" / "config.json").read_text())
     assert saved["model_type"] == "bert" and set(saved["id2label"].values()) >= {"astronomy", "cooking"}
-    if "champion" in out["aliases"]:  # crowned only past TF-IDF + LR on the same rows
+    if "champion" in out.aliases:  # crowned only past TF-IDF + LR on the same rows
         assert (
             metrics["accuracy"] >= metrics["baseline_accuracy"] and metrics["macro_f1"] >= metrics["baseline_macro_f1"]
         )
@@ -63,10 +63,10 @@ def test_a_lora_classifier_on_a_pretrained_decoder_folder(
     folder = tiny_gpt2(tmp_path / "gpt2", texts_of(corpus))
     config = _config(tiny_config, "pretrained-dec")
     out = finetune_flow(task="classification", config=config, data=[str(corpus)], base=str(folder), lora=True)
-    assert out["metrics"]["tapt_steps"] > 0, "a causal base adapts to the task's text first"
-    saved = Path(out["work_dir"]) / "classifier"
+    assert out.metrics["tapt_steps"] > 0, "a causal base adapts to the task's text first"
+    saved = Path(out.work_dir) / "classifier"
     assert not (saved / "adapter_config.json").exists(), "LoRA merged: the registered model needs no peft"
-    assert tracking.client().get_run(out["run_id"]).data.tags["lmloop.base.source"] == "folder"
+    assert tracking.client().get_run(out.run_id).data.tags["lmloop.base.source"] == "folder"
 
 
 def test_lmloop_run_from_a_pretrained_llama_then_a_continual_cycle_on_it(
@@ -82,17 +82,17 @@ def test_lmloop_run_from_a_pretrained_llama_then_a_continual_cycle_on_it(
         {**raw, "model": {**raw["model"], "base": str(folder)}, "registry": {"model_name": "pretrained-run"}}
     )
     out = training_flow(config=config, data=[str(corpus)], run_name="from-llama")
-    tags = tracking.client().get_run(out["run_id"]).data.tags
+    tags = tracking.client().get_run(out.run_id).data.tags
     assert tags["lmloop.base.model_type"] == "llama" and tags["lmloop.base.source"] == "folder"
-    version = tracking.client().get_model_version("pretrained-run", out["model_version"])
+    version = tracking.client().get_model_version("pretrained-run", out.model_version)
     assert "Started from" in version.description and version.tags["lmloop.base.model_type"] == "llama"
-    model_dir = Path(out["work_dir"]) / "model"
+    model_dir = Path(out.work_dir) / "model"
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved["model_type"] == "llama" and saved["hidden_size"] == 32, "the checkpoint's architecture"
     assert (model_dir / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes(), (
         "no tokenizer trained"
     )
-    assert out["metrics"]["test_bits_per_byte"] > 0 and "champion" in out["aliases"]
+    assert out.metrics["test_bits_per_byte"] > 0 and "champion" in out.aliases
 
     # the next cycle warm-starts from that champion with the base's architecture and tokenizer; the gate judges it
     landing = tmp_path / "landing"
@@ -102,9 +102,9 @@ def test_lmloop_run_from_a_pretrained_llama_then_a_continual_cycle_on_it(
         | {"registry": {"model_name": "pretrained-run"}, "finetune": {**raw["finetune"], **FAST}}
     )
     summary = continual_flow(config=cycle, incoming=str(landing))
-    assert summary["previous_champion"] == out["model_version"] and summary["challenger"], summary
-    assert summary["promoted"] in (True, False) and summary["reason"]
-    challenger = tracking.fetch_model("pretrained-run", summary["challenger"], tmp_path / "challenger")
+    assert summary.previous_champion == out.model_version and summary.challenger, summary
+    assert summary.promoted in (True, False) and summary.reason
+    challenger = tracking.fetch_model("pretrained-run", summary.challenger, tmp_path / "challenger")
     assert json.loads((Path(challenger["model_dir"]) / "config.json").read_text())["model_type"] == "llama"
     tokenizer = Path(challenger["tokenizer_dir"]) / "tokenizer.json"
     assert tokenizer.read_bytes() == (folder / "tokenizer.json").read_bytes()

@@ -66,10 +66,10 @@ def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once
         t.start()
     for t in threads:
         t.join()
-    promoted = [v for v, r in results.items() if r["promoted"]]
+    promoted = [v for v, r in results.items() if r.promoted]
     assert len(promoted) == 1, results
     loser = ({second, third} - set(promoted)).pop()
-    assert "champion moved" in results[loser]["reason"]
+    assert "champion moved" in results[loser].reason
     assert tracking.alias_version("promo-test", "champion") == promoted[0]
     assert tracking.alias_version("promo-test", "previous_champion") == first
     assert tracking.alias_version("promo-test", "challenger") == loser
@@ -89,14 +89,14 @@ def test_a_rejected_challenger_never_becomes_champion(trained: dict) -> None:
         numbers={},
         state=STATE,
     )
-    assert not out["promoted"] and tracking.alias_version("promo-test", "champion") == before
+    assert not out.promoted and tracking.alias_version("promo-test", "champion") == before
 
 
 def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
     champion = tracking.alias_version("promo-test", "champion")
     previous = tracking.alias_version("promo-test", "previous_champion")
     out = rollback("promo-test", "regression reported by users", STATE)
-    assert out["champion_version"] == previous and tracking.alias_version("promo-test", "champion") == previous
+    assert out.champion_version == previous and tracking.alias_version("promo-test", "champion") == previous
     assert tracking.alias_version("promo-test", "previous_champion") == champion
     assert (
         tracking.client().get_model_version("promo-test", previous).tags["rollback.reason"]

@@ -29,4 +29,4 @@ def test_sixty_short_rows_get_a_clear_refusal_that_says_what_is_needed(prefect_h
         config=load_config("tiny", [*small, "registry.model_name=small-data", "tokenizer.vocab_size=300"]),
         data=[str(data)],
     )
-    assert out["model_version"] == "1" and out["metrics"]["test_documents"] >= 1
+    assert out.model_version == "1" and out.metrics["test_documents"] >= 1

@@ -86,7 +86,7 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
 
 
 def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
-    from flows.finetune import below_baseline
+    from lmloop.promotion.classifier_gate import below_baseline
 
     beats = {"accuracy": 0.86, "macro_f1": 0.83, "baseline_accuracy": 0.84, "baseline_macro_f1": 0.82}
     assert below_baseline(beats) is None

@@ -8,9 +8,9 @@ from datasets import Dataset
 
 from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.data.cleaning import doc_id, normalize_text
+from lmloop.data.file_reports import manifest_digest
 from lmloop.data.ingest import ingest_files
 from lmloop.data.readers import Columns, ReadError, read_rows
-from lmloop.data.reports import manifest_digest
 from lmloop.data.sources import SourceError, SourceFile, discover
 from lmloop.data.splits import split_of
 

@@ -87,7 +87,9 @@ def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) 
     """A rollback (or another cycle's promotion) before a cycle was judged: its recorded parent may be gone or
     unwanted, so the rerun starts from the champion now; a judged cycle keeps its parent (crash-consistency)."""
     from lmloop.continual.cycle import cycle_parent
+    from lmloop.continual.journal import CycleJournal
     from lmloop.data.state import State
+    from lmloop.promotion.values import GateDecision
 
     state = State(tmp_path / "state")
     with _registry(tmp_path, versions=2) as client:
@@ -95,8 +97,10 @@ def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) 
         assert cycle_parent("m", "batch-a", state) == ("2", False)
         assert cycle_parent("m", "batch-a", state) == ("2", False), "a rerun: the same parent"
         client.set_registered_model_alias("m", "champion", "1")  # lmloop rollback --to 1
-        assert cycle_parent("m", "batch-a", state) == ("1", True) and state.journal("batch-a")["parent"] == "1"
-        state.note("batch-b", parent="1", decision={"promote": True})
+        assert cycle_parent("m", "batch-a", state) == ("1", True) and CycleJournal.of(state, "batch-a").parent == "1"
+        judged = decide(("new", _scores(1.0), _scores(0.9, seed=2)), [], margin=0.01, tolerance=0.02)
+        verdict = GateDecision(promote=True, reason=judged.reason, batch="batch-b", slices={}, comparison=judged)
+        CycleJournal(batch="batch-b").planned(state, "1").judged(state, verdict)
         client.set_registered_model_alias("m", "champion", "2")
         assert cycle_parent("m", "batch-b", state) == ("1", False), "judged: never re-planned"
 
@@ -111,8 +115,8 @@ def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(
         client.set_registered_model_alias("m", "champion", "2")  # moved from v1 while v3 was judged against it
         kw = {"judged_against": "1", "promote": True, "reason": "better", "numbers": {}, "state": state}
         outcome = promote_if_better("m", "3", **kw)
-        assert outcome["champion_moved"] and not outcome["promoted"] and "left new" in outcome["reason"]
+        assert outcome.champion_moved and not outcome.promoted and "left new" in outcome.reason
         assert tracking.alias_version("m", "champion") == "2"
-        assert promote_if_better("m", "3", **kw)["champion_moved"], "a rerun after a crash says the same"
+        assert promote_if_better("m", "3", **kw).champion_moved, "a rerun after a crash says the same"
         client.set_registered_model_alias("m", "champion", "1")
-        assert "champion_moved" not in promote_if_better("m", "1", **{**kw, "promote": False})
+        assert not promote_if_better("m", "1", **{**kw, "promote": False}).champion_moved

@@ -13,6 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("lmloop", "flows", "tasks", "data_checks", "cli")
 # what resolves the home from the environment; settings.py is the one module allowed to call these
 HOME_RESOLVERS = {"home", "lmloop_home", "mlruns_dir", "preset_dirs"}
+# what resolves the stores (MLflow's tracking URI and artifact root, the promotion lock's URL, the UI's address):
+# the edges (cli, flows) resolve them and pass them in; in the library only the adapters of those stores read
+# them, each for its own store (a URI may hold a password, so it never travels in a value Prefect persists)
+STORE_RESOLVERS = {"tracking_uri", "artifact_root", "lock_url", "mlflow_ui_url"}
+STORE_ADAPTERS = {
+    "lmloop/registry/tracking.py": {"tracking_uri", "artifact_root"},
+    "lmloop/promotion/moves.py": {"lock_url"},
+}
+# the environment variables behind them: read by lmloop.core.settings alone
+STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "LMLOOP_LOCK_URL", "LMLOOP_MLFLOW_UI_URL", "LMLOOP_HOME")
 # the library's rooms, lowest first: a room imports only rooms below it (and itself)
 ROOMS = ("core", "data", "training", "evaluation", "registry", "promotion", "continual", "ops")
 # what a flow may not call itself (it calls a task, which calls these): MLflow and the durable state
@@ -122,22 +132,48 @@ def test_flows_wire_tasks_and_never_call_mlflow_or_the_state_themselves() -> Non
     assert _flow_violations(planted) == ["continual.py:1 lmloop.registry.tracking"]
 
 
-def _home_calls(path: Path) -> list[str]:
+def _home_calls(path: Path, resolvers: set[str] = HOME_RESOLVERS, source: str | None = None) -> list[str]:
     calls = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Attribute) and node.attr in HOME_RESOLVERS:
+    for node in ast.walk(ast.parse(source if source is not None else path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in resolvers:
             if isinstance(node.value, ast.Name) and node.value.id == "settings":
                 calls.append(f"{path.relative_to(ROOT)}:{node.lineno}: settings.{node.attr}")
         elif isinstance(node, ast.ImportFrom) and node.module == "lmloop.core.settings":
-            calls += [
-                f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names if a.name in HOME_RESOLVERS
-            ]
+            calls += [f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names if a.name in resolvers]
+        elif isinstance(node, ast.Constant) and node.value in STORE_VARIABLES:  # os.environ["..."], getenv("...")
+            calls.append(f"{path.relative_to(ROOT)}:{node.lineno}: ${node.value}")
     return calls
+
+
+def _library() -> list[Path]:
+    """Every module below the edges: the library (settings.py, the one resolver, aside), tasks, data checks."""
+    library = [p for p in (ROOT / "lmloop").rglob("*.py") if p != ROOT / "lmloop" / "core" / "settings.py"]
+    return library + list((ROOT / "tasks").glob("*.py")) + list((ROOT / "data_checks").glob("*.py"))
+
+
+def _store_calls(path: Path, source: str | None = None) -> list[str]:
+    allowed = STORE_ADAPTERS.get(str(path.relative_to(ROOT)), set())
+    return _home_calls(path, STORE_RESOLVERS - allowed, source)
+
+
+def test_the_stores_are_resolved_at_the_edge_and_read_only_by_their_adapters() -> None:
+    """The tracking URI, artifact root, lock URL and UI address: resolved by the CLI and the flows and passed
+    in (``status``, ``ui``, the home's UI address), read in the library only by MLflow's adapter (tracking
+    URI, artifact root) and the promotion lock (lock URL); no library module reads their variables."""
+    calls = [call for path in _library() for call in _store_calls(path)]
+    assert calls == [], calls
+    status = ROOT / "lmloop" / "ops" / "status.py"
+    planted = status.read_text().replace("settings.redact(tracking_uri)", "settings.redact(settings.tracking_uri())")
+    assert _store_calls(status, planted) == ["lmloop/ops/status.py:" + _line_of(planted, "settings.tracking_uri()")]
+    planted = 'import os\nURL = os.environ.get("LMLOOP_LOCK_URL")\n'
+    assert _store_calls(status, planted) == ["lmloop/ops/status.py:2: $LMLOOP_LOCK_URL"]
+
+
+def _line_of(source: str, text: str) -> str:
+    return f"{next(i for i, line in enumerate(source.splitlines(), 1) if text in line)}: settings.tracking_uri"
 
 
 def test_library_code_never_resolves_the_home_itself() -> None:
     """Folders are arguments; the CLI and the flows (the edges) resolve LMLOOP_HOME once and pass it down."""
-    library = [p for p in (ROOT / "lmloop").rglob("*.py") if p != ROOT / "lmloop" / "core" / "settings.py"]
-    library += list((ROOT / "tasks").glob("*.py")) + list((ROOT / "data_checks").glob("*.py"))
-    calls = [call for path in library for call in _home_calls(path)]
+    calls = [call for path in _library() for call in _home_calls(path)]
     assert calls == [], calls

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lmloop.core import settings
 from lmloop.ops.servers import BIN, mlflow_ui_command, runnable
 
 
@@ -17,14 +18,23 @@ def _env_of(command: list[str]) -> dict[str, str]:
 
 def test_the_mlflow_ui_starts_without_mlflows_job_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
-    command = mlflow_ui_command("127.0.0.1", 5000)
+    command = mlflow_ui_command(
+        "127.0.0.1", 5000, tracking_uri=settings.tracking_uri(), artifact_root=settings.artifact_root()
+    )
     assert _env_of(command)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert command[command.index("--port") + 1] == "5000" and command[command.index("--host") + 1] == "127.0.0.1"
 
 
 def test_a_user_who_wants_mlflow_jobs_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")
-    assert _env_of(mlflow_ui_command("127.0.0.1", 5000))["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+    assert (
+        _env_of(
+            mlflow_ui_command(
+                "127.0.0.1", 5000, tracking_uri=settings.tracking_uri(), artifact_root=settings.artifact_root()
+            )
+        )["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
+        == "true"
+    )
 
 
 def test_a_printed_command_works_as_printed_from_a_plain_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

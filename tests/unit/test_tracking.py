@@ -69,7 +69,7 @@ def test_slice_names_mlflow_refuses_are_logged_under_valid_keys_and_mapped_back(
     the metric name); valid names stay as they are, and two names never meet in one key."""
     import json
 
-    from tasks.evaluate import flatten_slices
+    from lmloop.evaluation.report import flatten_slices
 
     metrics = flatten_slices(
         {
