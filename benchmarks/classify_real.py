@@ -48,13 +48,14 @@ def majority(splits: dict[str, list[dict]]) -> dict[str, float]:
 def tfidf(splits: dict[str, list[dict]]) -> dict[str, float]:
     """lmloop's own baseline (:func:`lmloop.training.classify.tfidf_baseline`: word and character n-grams, C from a
     small grid by validation macro-F1), the one a classifier must beat to be crowned."""
-    from lmloop.training.classify import label_map, tfidf_baseline
+    from lmloop.training.baseline import tfidf_baseline
+    from lmloop.training.classify import label_map
 
     start = time.perf_counter()
     rows = {k: [(r["text"], r["label"]) for r in v] for k, v in splits.items()}
     labels = label_map([lab for _, lab in rows["train"]])
     names = sorted(labels, key=labels.get)
-    predicted, c = tfidf_baseline(rows["train"], rows["test"], labels, rows["validation"])
+    predicted, c = tfidf_baseline(rows["train"], rows["test"], labels, validation=rows["validation"])
     out = _scores([lab for _, lab in rows["test"]], [names[i] for i in predicted], time.perf_counter() - start)
     return {**out, "C": c}
 

@@ -42,7 +42,7 @@ from prefect import flow  # noqa: E402
 
 from lmloop.core.config import DataConfig, ValidationConfig  # noqa: E402
 from lmloop.data.gate import gate  # noqa: E402
-from lmloop.data.ingest import plan_ingest  # noqa: E402
+from lmloop.data.planning import plan_ingest  # noqa: E402
 from lmloop.data.sample_data import write_corpus  # noqa: E402
 from lmloop.training import token_cache  # noqa: E402
 from lmloop.training.tokenizer import train_bpe  # noqa: E402
@@ -90,7 +90,7 @@ def data_stage(folder: str, data: DataConfig, validation: ValidationConfig, cach
 def _stages(folder: str, data: DataConfig, validation: ValidationConfig, cache_root: Path, kind: str, tokenizer: str) -> dict:  # fmt: skip
     times = {}
     start = time.perf_counter()
-    plan = plan_ingest([folder], data, validation, cache_root / "shards")
+    plan = plan_ingest([folder], data, validation, cache=cache_root / "shards")
     done = map_units(
         ingest_unit, plan.units, kind, data, data=data, validation=validation, cache=cache_root / "shards",
         docs=cache_root / "docs",
@@ -156,7 +156,7 @@ def main() -> None:
     files = make_corpus(root, args.mb)
     mb = sum(p.stat().st_size for p in files) / 1e6
     tokenizer = root / "tokenizer"
-    train_bpe((json.loads(line)["text"] for line in files[0].open()), 2048, 2, tokenizer)
+    train_bpe((json.loads(line)["text"] for line in files[0].open()), 2048, 2, out_dir=tokenizer)
     inline = run(files[0].parent, DataConfig(task_runner="thread"), root / "cache-inline", tokenizer, mb)
     inline_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"in this process: {inline}", flush=True)

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.core.config import PipelineConfig  # noqa: E402
+from lmloop.core.presets import load_config  # noqa: E402
 from lmloop.training.flops import datasheet_peak, flops_per_token, measure_matmul_peak  # noqa: E402
 from lmloop.training.hardware import attention_kernels  # noqa: E402
 from lmloop.training.mechanics import autocast  # noqa: E402
@@ -70,7 +71,9 @@ def new_model(cfg: PipelineConfig, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(cfg.train.seed)
     m = cfg.model
     vocab = cfg.tokenizer.vocab_size
-    return build_causal_lm(m.architecture, vocab, m.n_layer, m.n_embd, m.n_head, m.block_size, 0).to(device)
+    return build_causal_lm(
+        m.architecture, vocab, m.n_layer, n_embd=m.n_embd, n_head=m.n_head, block_size=m.block_size, eos_token_id=0
+    ).to(device)
 
 
 def release() -> None:

@@ -22,7 +22,7 @@ from lmloop.core.settings import configure_environment  # noqa: E402
 configure_environment()
 
 from lmloop.core.config import DataConfig, ValidationConfig  # noqa: E402
-from lmloop.data.ingest import ingest_files  # noqa: E402
+from lmloop.data.planning import ingest_files  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     figures = {"files": args.files}
     for name in ("first_run", "unchanged_rerun"):
         start = time.perf_counter()
-        reports = ingest_files([str(folder)], DataConfig(), ValidationConfig(min_rows=1), root / "cache")
+        reports = ingest_files([str(folder)], DataConfig(), ValidationConfig(min_rows=1), cache=root / "cache")
         seconds = time.perf_counter() - start
         assert all(r.status == "accepted" for r in reports)
         figures[f"{name}_files_per_s"] = round(len(reports) / seconds, 1)

@@ -33,7 +33,8 @@ configure_environment()
 import torch  # noqa: E402
 from datasets import load_from_disk  # noqa: E402
 
-from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.core.config import PipelineConfig  # noqa: E402
+from lmloop.core.presets import load_config  # noqa: E402
 from lmloop.data.sample_data import write_corpus  # noqa: E402
 from lmloop.registry import tracking  # noqa: E402
 from lmloop.training.model import build_causal_lm  # noqa: E402
@@ -44,7 +45,15 @@ def build_model(cfg: PipelineConfig, tokenizer_dir: str) -> torch.nn.Module:
     torch.manual_seed(cfg.train.seed)
     tok = load_tokenizer(tokenizer_dir)
     m = cfg.model
-    return build_causal_lm(m.architecture, len(tok), m.n_layer, m.n_embd, m.n_head, m.block_size, tok.eos_token_id)
+    return build_causal_lm(
+        m.architecture,
+        len(tok),
+        m.n_layer,
+        n_embd=m.n_embd,
+        n_head=m.n_head,
+        block_size=m.block_size,
+        eos_token_id=tok.eos_token_id,
+    )
 
 
 def bare_loop(cfg: PipelineConfig, blocks, tokenizer_dir: str, warmup: int) -> float:

@@ -15,8 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from lmloop.core import settings
-from lmloop.core.config import ConfigError, load_config
+from lmloop.core.config import ConfigError
 from lmloop.core.errors import UserError
+from lmloop.core.presets import load_config
 
 if TYPE_CHECKING:
     from lmloop.registry.values import ModelSummary

@@ -58,7 +58,7 @@ def deploy(
     if pool:
         from flows.deploy import deploy_to_pool
 
-        deploy_to_pool(cfg, pool, cron, interval)
+        deploy_to_pool(cfg, pool, cron, interval=interval)
         console.print(f"deployments continual/continual and training/training registered in work pool {pool!r}")
         console.print(
             f"start workers (any machine with this checkout): {runnable('prefect')} worker start --pool {pool}"
@@ -209,7 +209,7 @@ def generate(
     from transformers import AutoModelForCausalLM
 
     from lmloop.evaluation.evaluate import generate_samples
-    from lmloop.registry import tracking
+    from lmloop.registry import model_registry
     from lmloop.training.model import load_pretrained
     from lmloop.training.tokenizer import load_tokenizer
 
@@ -219,7 +219,7 @@ def generate(
     except UserError as exc:
         raise user_error(exc) from exc
     try:
-        local = tracking.fetch_model(name, version, settings.home().models / name / version)
+        local = model_registry.fetch_model(name, version, settings.home().models / name / version)
     except Exception as exc:  # the store is unreachable, or the model's files are damaged
         message = settings.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         console.print(f"[red]generate failed:[/red] {escape(message)}", soft_wrap=True)
@@ -227,7 +227,9 @@ def generate(
             emit_json({"status": "failed", "error": message, "model_name": name, "model_version": version})
         raise typer.Exit(1) from exc
     model = load_pretrained(AutoModelForCausalLM, local["model_dir"])
-    samples = generate_samples(model, load_tokenizer(local["tokenizer_dir"]), prompt, max_new_tokens, seed)
+    samples = generate_samples(
+        model, load_tokenizer(local["tokenizer_dir"]), prompt, max_new_tokens=max_new_tokens, seed=seed
+    )
     for sample in samples:
         sys.stdout.write(f"{sample['prompt']}{sample['completion']}\n")
     console.print(f"[dim]{name} v{version} ({alias})[/dim]")
@@ -268,7 +270,7 @@ def config_show(
     """Print the effective config: the preset or YAML, then LMLOOP_SECTION__KEY variables, then --set."""
     import yaml
 
-    from lmloop.core.config import env_overrides, resolve_preset
+    from lmloop.core.presets import env_overrides, resolve_preset
 
     cfg = load(config, set_)
     comments = [  # one line each however narrow the terminal: a wrapped comment would run into the YAML

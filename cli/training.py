@@ -158,6 +158,6 @@ def _nothing_to_do(landing: Path, name: str) -> CycleSummary | None:
     home = settings.home()
     if os.environ.get("PREFECT_API_URL") or running_prefect_api(home.path) or has_work(landing, State(home.state)):
         return None
-    from lmloop.registry import tracking
+    from lmloop.registry import model_registry
 
-    return nothing_new(landing, tracking.alias_version(name, "champion"))
+    return nothing_new(landing, model_registry.alias_version(name, "champion"))

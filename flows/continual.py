@@ -11,7 +11,8 @@ from lmloop.continual.cycle import current_champion, cycle_config, require_champ
 from lmloop.continual.landing import nothing_new as nothing_to_do
 from lmloop.continual.values import CycleSummary
 from lmloop.core import settings
-from lmloop.core.config import PipelineConfig, with_knobs
+from lmloop.core.config import PipelineConfig
+from lmloop.core.presets import with_knobs
 from lmloop.data.gate import DataValidationError
 from lmloop.registry.runs import run_key
 from tasks.continual import (
@@ -50,7 +51,7 @@ def continual_flow(
         max_steps: Optimizer steps of the challenger's training (finetune.max_steps).
         config: The full configuration, every section.
     """
-    config = with_knobs(config, preset, max_steps, "finetune", settings.preset_dirs())
+    config = with_knobs(config, preset, max_steps, section="finetune", preset_dirs=settings.preset_dirs())
     home = settings.home()
     landing = incoming or config.continual.landing or str(home.landing)
     name = config.registry.model_name
@@ -64,7 +65,7 @@ def continual_flow(
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
     run_name = f"continual-{batch_key[:8]}"
     name_flow_run(run_name)  # the Prefect flow run and the MLflow run share the name
-    with tracked_run(config, run_name, sources, home, batch_key) as run:
+    with tracked_run(config, run_name, sources, home=home, key=batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
         cfg = cycle_config(config, home.state, batch)
         parent = start_cycle(name, batch, run)

@@ -62,7 +62,7 @@ def deployments(config: PipelineConfig, cron: str | None = None, interval: float
 
 
 def deploy_to_pool(
-    config: PipelineConfig, pool: str, cron: str | None = None, interval: float | None = None
+    config: PipelineConfig, pool: str, cron: str | None = None, *, interval: float | None = None
 ) -> list[str]:
     """Register both deployments in the process work pool ``pool`` (created when missing); workers
     started with ``prefect worker start --pool POOL`` run them from this checkout. Returns their ids."""

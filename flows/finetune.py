@@ -60,7 +60,7 @@ def finetune_flow(
         check_data(held_out, config.data)
     name = run_name or f"finetune-{task}{'-lora' if lora else ''}"
     home = settings.home()
-    with tracked_run(config, name, sources, home, run_key(config.digest(), sorted(sources), name)) as run:
+    with tracked_run(config, name, sources, home=home, key=run_key(config.digest(), sorted(sources), name)) as run:
         parent = fetch_base_model(config.registry.model_name, base, requested=config.model, run=run, task=task)
         ingested = ingest_data(sources, data=config.data, validation=config.validation, run=run)
         corpus = validate_data(ingested, data=config.data, validation=config.validation, run=run)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect import flow
 
 from lmloop.core import settings
-from lmloop.core.config import PipelineConfig, with_knobs
+from lmloop.core.config import PipelineConfig
 from lmloop.core.errors import UserError
+from lmloop.core.presets import with_knobs
 from lmloop.ops.preflight import check_base, check_data
 from lmloop.registry.runs import run_key
 from lmloop.registry.values import ModelSummary
@@ -51,7 +52,7 @@ def training_flow(
         run_name: The MLflow run's name (default: pretrain).
         config: The full configuration, every section.
     """
-    config = with_knobs(config, preset, max_steps, "train", settings.preset_dirs())
+    config = with_knobs(config, preset, max_steps, section="train", preset_dirs=settings.preset_dirs())
     sources = list(data or config.data.sources)
     if not sources:
         raise UserError("no data: pass data=[...] (--data) or set data.sources in the config")
@@ -60,7 +61,7 @@ def training_flow(
         check_base(config.registry.model_name, config.model.base, config.model)
     home = settings.home()
     key = run_key(config.digest(), sorted(sources), run_name)
-    with tracked_run(config, run_name or "pretrain", sources, home, key) as run:
+    with tracked_run(config, run_name or "pretrain", sources, home=home, key=key) as run:
         base = None
         if config.model.base:  # continue a pretrained causal LM: its architecture, tokenizer and weights
             base = fetch_base_model(
@@ -83,7 +84,12 @@ def training_flow(
                 data=config.data,
             )
         trained = pretrain_model(
-            blocks, model_cfg=config.model, train_cfg=config.train, run=run, init_from=base.dir if base else None
+            blocks,
+            model_cfg=config.model,
+            train_cfg=config.train,
+            run=run,
+            init_from=base.dir if base else None,
+            allow_pickle=bool(base and base.pickle_weights),
         )
         evaluated = evaluate_model(trained, corpus=corpus, blocks=blocks, cfg=config.eval, sources=sources, run=run)
         tags = {"manifest_digest": corpus.manifest_digest, "config_hash": config.digest(), "run_id": run.run_id}

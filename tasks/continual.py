@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from lmloop.continual import cycle, journal
+from lmloop.continual import cycle, journal, judge
 from lmloop.continual.journal import apply_gate
 from lmloop.continual.landing import new_files, reject
 from lmloop.continual.report import report_mix
@@ -73,7 +73,7 @@ def judge_challenger(
     run: Run,
 ) -> GateDecision:
     state = State(run.home.state)
-    return cycle.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
+    return judge.judge(base, trained, corpus, batch=batch, gate=gate, state=state, limits=limits)
 
 
 @task

@@ -17,6 +17,6 @@ from tasks.tracking import reporter
 def evaluate_model(
     trained: TrainedModel, *, corpus: Corpus, blocks: Blocks, cfg: EvalConfig, sources: list[str], run: Run
 ) -> TrainedModel:
-    out = evaluate(trained, corpus, blocks, cfg, sources)
+    out = evaluate(trained, corpus, blocks, cfg=cfg, sources=sources)
     report_evaluation(reporter(run), out)
     return out

@@ -10,7 +10,7 @@ from lmloop.core.config import FinetuneConfig, ModelConfig, TrainConfig
 from lmloop.core.values import Run
 from lmloop.data.state import State
 from lmloop.data.values import Corpus
-from lmloop.registry import tracking
+from lmloop.registry import model_registry
 from lmloop.registry.values import Registered
 from lmloop.training import pretrain
 from lmloop.training.bases import is_pretrained, resolve
@@ -33,7 +33,7 @@ def fetch_base_model(name: str, ref: str, *, requested: ModelConfig, run: Run, t
         if not (Path(base.dir) / "tokenizer.json").exists():  # slow tokenizer files only: save the fast one
             found = found.model_copy(update={"tokenizer_dir": pretrain.fast_tokenizer(base.dir, run.work / "base")})
         return found
-    fetched = tracking.fetch_model(name, ref, run.work / "base")
+    fetched = model_registry.fetch_model(name, ref, run.work / "base")
     reporter(run).tags({"lmloop.parent_model": name, "lmloop.parent_version": fetched["version"]})
     return pretrain.base_model_ref(name, fetched, requested)
 
@@ -50,6 +50,7 @@ def finetune_lm(blocks: Blocks, base: BaseModelRef, *, train_cfg: TrainConfig, l
         log=with_progress(report, train_cfg.max_steps),
         run_id=run.run_id,
         init_from=base.dir,
+        allow_pickle=base.pickle_weights,
         lora=lora,
         cache=run.home.cache,
     )
@@ -89,7 +90,7 @@ def judge_new_classifier(trained: TrainedModel, registered: Registered, run: Run
         state=State(run.home.state),
     )
     report_classifier_verdict(reporter(run), outcome, name=name, version=version)
-    aliases = tracking.aliases_of(name, version)
+    aliases = model_registry.aliases_of(name, version)
     return registered.model_copy(
         update={"aliases": aliases, "not_promoted": None if "champion" in aliases else outcome.reason}
     )

@@ -8,7 +8,7 @@ from lmloop.core.values import Run
 from lmloop.data.state import State
 from lmloop.data.values import Corpus
 from lmloop.promotion import moves
-from lmloop.registry import tracking
+from lmloop.registry import model_registry
 from lmloop.registry.report import report_registered, version_description
 from lmloop.registry.values import Registered
 from lmloop.training.bases import lineage_markdown
@@ -34,10 +34,16 @@ def register_model(
     """Log + register the model; the first language model ever becomes ``champion`` (under the promotion
     lock). A classifier is crowned, or not, by its own gate (:func:`tasks.finetune.judge_new_classifier`)."""
     description = version_description(run.run_id, task, trained.metrics) + lineage_markdown(tags)
-    version = tracking.register_transformers_model(
-        run.run_id, trained.path, name, {**tags, **trained.metrics}, description, "Once upon", task
+    version = model_registry.register_transformers_model(
+        run.run_id,
+        trained.path,
+        name,
+        tags={**tags, **trained.metrics},
+        description=description,
+        input_example="Once upon",
+        task=task,
     )
     if task == "text-generation":
         moves.first_champion(name, version, State(run.home.state))
     report_registered(reporter(run), name, version, task=task, ui=run.home.mlflow_ui)
-    return Registered(model_name=name, model_version=version, aliases=tracking.aliases_of(name, version))
+    return Registered(model_name=name, model_version=version, aliases=model_registry.aliases_of(name, version))

@@ -24,7 +24,7 @@ from lmloop.core import settings
 from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.core.stopping import StopRequest
 from lmloop.data.file_reports import FileReport
-from lmloop.data.ingest import Unit, plan_ingest, process_unit
+from lmloop.data.planning import Unit, plan_ingest, process_unit
 from lmloop.data.values import Ingested
 
 T = TypeVar("T")
@@ -167,7 +167,7 @@ def ingest_unit(
     from data_checks import data_docs
 
     with data_docs(docs):
-        return process_unit(item, data, validation, cache)
+        return process_unit(item, data, validation, cache=cache)
 
 
 def ingest_on_runner(
@@ -177,7 +177,7 @@ def ingest_on_runner(
     returns what was ingested and the runner's kind."""
     from data_checks import write_docs_index
 
-    plan = plan_ingest(sources, data, validation, shards)
+    plan = plan_ingest(sources, data, validation, cache=shards)
     kind = runner_kind(data, plan.pending_bytes)
     if plan.units:
         get_run_logger().info(

@@ -63,5 +63,5 @@ def tokenize_and_pack(
     report = reporter(run)
     report.metrics(out.counts)
     if sources:  # the splits as dataset inputs, now with their token counts
-        report_splits(report, corpus, sources, out.counts)
+        report_splits(report, corpus, sources, tokens=out.counts)
     return out

@@ -23,7 +23,7 @@ INTERRUPTS = (KeyboardInterrupt, SystemExit, TerminationSignal)
 
 
 @task(retries=2, retry_delay_seconds=2)
-def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[str], key: str, home: Home) -> Run:
+def start_tracking(config: PipelineConfig, run_name: str | None, sources: list[str], *, key: str, home: Home) -> Run:
     """Open the MLflow run every stage logs into, or resume the one ``key``'s crashed or failed attempt left."""
     index = RunIndex(home.run_index)
     previous = index.resumable(key)
@@ -131,7 +131,7 @@ def tag_flow_run(*tags: str) -> None:
 
 
 @task
-def finish_tracking(run: Run, key: str, status: str, reason: str | None = None) -> None:
+def finish_tracking(run: Run, key: str, status: str, *, reason: str | None = None) -> None:
     """``status``: complete (FINISHED), rejected (data gate, ``reason`` tagged; a re-run starts afresh) or
     failed (resumable). An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
     if status == "rejected":
@@ -186,15 +186,15 @@ def stage_run(run: Run, stage: str) -> Iterator[Run]:
 
 @contextmanager
 def tracked_run(
-    config: PipelineConfig, run_name: str | None, sources: list[str], home: Home, key: str
+    config: PipelineConfig, run_name: str | None, sources: list[str], *, home: Home, key: str
 ) -> Iterator[Run]:
     """The MLflow run around a flow's stages: finished as complete, rejected (data gate) or failed (resumable)."""
-    run = start_tracking(config, run_name, sources, key, home)
+    run = start_tracking(config, run_name, sources, key=key, home=home)
     try:
         crash_point("run-started")
         yield run
     except DataValidationError as exc:
-        finish_tracking(run, key, "rejected", exc.details or str(exc))
+        finish_tracking(run, key, "rejected", reason=exc.details or str(exc))
         tag_flow_run("decision:data-rejected")
         raise
     except Exception:

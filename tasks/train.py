@@ -14,7 +14,13 @@ from tasks.tracking import reporter
 
 @task
 def pretrain_model(
-    blocks: Blocks, *, model_cfg: ModelConfig, train_cfg: TrainConfig, run: Run, init_from: str | None = None
+    blocks: Blocks,
+    *,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    run: Run,
+    init_from: str | None = None,
+    allow_pickle: bool = False,
 ) -> TrainedModel:
     """Train (resuming from the newest good checkpoint); metrics every ``log_every`` steps, never a step twice.
     ``init_from``: a pretrained model folder to continue instead of a model built from ``model_cfg``."""
@@ -29,6 +35,7 @@ def pretrain_model(
             run_id=run.run_id,
             cache=run.home.cache,
             init_from=init_from,
+            allow_pickle=allow_pickle,
         )
     report_training(report, out, work=run.work, title="Continued pretraining" if init_from else "Pretraining")
     return out

@@ -32,7 +32,8 @@ configure_environment()
 
 import pytest  # noqa: E402
 
-from lmloop.core.config import PipelineConfig, load_config  # noqa: E402
+from lmloop.core.config import PipelineConfig  # noqa: E402
+from lmloop.core.presets import load_config  # noqa: E402
 from lmloop.data.sample_data import write_corpus  # noqa: E402
 
 # A 2-layer, 64-wide model for a few steps: enough to see the loss fall in seconds.

@@ -42,7 +42,7 @@ def tiny_bert(folder: Path, texts: list[str]) -> Path:
 def _bpe(folder: Path, texts: list[str]):
     from lmloop.training.tokenizer import train_bpe
 
-    return train_bpe(iter(texts), 384, 2, folder)
+    return train_bpe(iter(texts), 384, 2, out_dir=folder)
 
 
 def tiny_gpt2(folder: Path, texts: list[str]) -> Path:

@@ -58,7 +58,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 @contextmanager
-def progress(description: str, total: int, unit: str = "steps", completed: int = 0) -> Iterator[Advance]:
+def progress(description: str, total: int, unit: str = "steps", *, completed: int = 0) -> Iterator[Advance]:
     """``with progress("train", 200) as advance: ... advance(1)`` — a bar or periodic plain lines."""
     global _live
     chosen = mode()

@@ -34,7 +34,7 @@ class History:
 
 
 def select_documents(
-    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None = None
+    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, *, trained: History | None = None
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Indices (into the concatenated shards) of the first copy of each document that is neither in a
     frozen eval set nor already trained on (``trained``), exactly or (``data.near_dup_threshold``) nearly.
@@ -44,7 +44,7 @@ def select_documents(
     cache by everything it depends on (shards, frozen eval ids, history, near-duplicate settings): a
     re-run on unchanged data recomputes nothing.
     """
-    decision = _cached_decision(accepted, frozen, data, trained)
+    decision = _cached_decision(accepted, frozen, data, trained=trained)
     by_file = {name: decision[name] for name in ("leaks", "dups", "near")}
     for i, (report, n_rows) in enumerate(zip(accepted, decision["rows"].tolist(), strict=True)):
         dropped = int(by_file["leaks"][i] + by_file["dups"][i] + by_file["near"][i])
@@ -59,7 +59,7 @@ def select_documents(
 
 
 def _cached_decision(
-    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, trained: History | None
+    accepted: list[FileReport], frozen: FrozenEval, data: DataConfig, *, trained: History | None
 ) -> dict[str, np.ndarray]:
     if not accepted:
         return _decide(accepted, frozen, data, trained)
@@ -96,7 +96,9 @@ def _decide(
     near_leak, near = np.zeros(len(ids), bool), np.zeros(len(ids), bool)
     if data.near_dup_threshold and len(ids):
         sigs = shards_signatures([r.shard for r in accepted], data.near_dup_ngram)
-        near_leak, near = _near(sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained, data.near_dup_threshold)
+        near_leak, near = _near(
+            sigs, np.flatnonzero(~leaked & ~duplicate), frozen, trained=trained, threshold=data.near_dup_threshold
+        )
     leaked |= near_leak
     masks = {"leaks": leaked, "dups": duplicate, "near": near}
     return {
@@ -108,15 +110,15 @@ def _decide(
 
 
 def _near(
-    sigs: near_dups.Signatures, rows: np.ndarray, frozen: FrozenEval, trained: History | None, threshold: float
+    sigs: near_dups.Signatures, rows: np.ndarray, frozen: FrozenEval, *, trained: History | None, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(near_leak, near_duplicate)`` masks over ``sigs`` for the candidate ``rows``: near-copies of frozen
     eval documents, then of documents already trained on, then of an earlier row of this batch."""
-    near_leak = near_dups.against(sigs, frozen.signatures, threshold, rows)
+    near_leak = near_dups.against(sigs, frozen.signatures, threshold, rows=rows)
     rows = rows[~near_leak[rows]]
     near = np.zeros(len(sigs), bool)
     if trained is not None and trained.signatures is not None:
-        near = near_dups.against(sigs, trained.signatures, threshold, rows)
+        near = near_dups.against(sigs, trained.signatures, threshold, rows=rows)
         rows = rows[~near[rows]]
     return near_leak, near | near_dups.within(sigs, threshold, rows)
 

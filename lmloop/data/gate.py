@@ -82,7 +82,7 @@ def gate(
     the corpus index to ``out``; raises :class:`DataValidationError` when the data is rejected."""
     accepted = [r for r in reports if r.status == "accepted"]
     shard_paths = [r.shard for r in accepted]  # the kept indices point into exactly these, in this order
-    keep, counts = select_documents(accepted, frozen_eval(data.frozen_eval, data), data, trained)
+    keep, counts = select_documents(accepted, frozen_eval(data.frozen_eval, data), data, trained=trained)
     rejected = [r for r in reports if r.status == "rejected"]
     skipped = [r for r in reports if r.status == "skipped"]
     for report in rejected:

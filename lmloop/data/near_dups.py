@@ -211,7 +211,7 @@ _BLOCK = 500_000  # candidate pairs verified at a time
 _MARGIN = 0.2  # with the texts at hand, signatures only pre-filter: exact similarity decides
 
 
-def _verify(a: Signatures, rows_a: np.ndarray, b: Signatures, rows_b: np.ndarray, threshold: float) -> np.ndarray:
+def _verify(a: Signatures, rows_a: np.ndarray, b: Signatures, *, rows_b: np.ndarray, threshold: float) -> np.ndarray:
     """Which pairs are near-copies: by the exact Jaccard of their shingles when both sides have their texts
     (the batch, frozen eval sets), else by the signatures' estimate (documents trained on earlier)."""
     if not len(rows_a):
@@ -255,7 +255,7 @@ def near_pairs(store: Signatures, threshold: float, rows: np.ndarray | None = No
     pairs = np.stack([codes // len(store), codes % len(store)], axis=1)
     keep = np.concatenate(  # in blocks: each pair reads two signatures (512 bytes)
         [
-            _verify(store, block[:, 0], store, block[:, 1], threshold)
+            _verify(store, block[:, 0], store, rows_b=block[:, 1], threshold=threshold)
             for block in np.split(pairs, range(_BLOCK, len(pairs), _BLOCK))
         ]
     )
@@ -270,7 +270,9 @@ def within(store: Signatures, threshold: float, rows: np.ndarray | None = None) 
     return out
 
 
-def against(store: Signatures, reference: Signatures, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
+def against(
+    store: Signatures, reference: Signatures, threshold: float, *, rows: np.ndarray | None = None
+) -> np.ndarray:
     """True for each document (of ``rows``, default all) with a near-copy in ``reference``."""
     out = np.zeros(len(store), bool)
     rows = np.arange(len(store)) if rows is None else rows
@@ -283,6 +285,6 @@ def against(store: Signatures, reference: Signatures, threshold: float, rows: np
         keys = store.band(j)[rows]
         at = np.minimum(np.searchsorted(ref, keys), len(ref) - 1)
         hit = np.flatnonzero((ref[at] == keys) & (keys != 0) & ~out[rows])
-        close = _verify(store, rows[hit], reference, order[at[hit]], threshold)
+        close = _verify(store, rows[hit], reference, rows_b=order[at[hit]], threshold=threshold)
         out[rows[hit[close]]] = True
     return out

@@ -77,7 +77,7 @@ def label_column_guess(wanted: str, columns: list[str], taken: tuple[str | None,
     return (close or [c for c in others if c.lower() in _LABELLY] or [None])[0]
 
 
-def missing_label_column(uri: str, wanted: str, columns: list[str], guess: str | None) -> str:
+def missing_label_column(uri: str, wanted: str, columns: list[str], *, guess: str | None) -> str:
     fix = f"did you mean {guess!r}? --set data.label_column={guess}" if guess else "set data.label_column to it"
     return f"{uri}: no column {wanted!r} holds the labels (columns: {', '.join(columns) or 'none'}); {fix}"
 
@@ -127,7 +127,7 @@ def _txt(source: SourceFile) -> Iterator[Row]:
         yield start, "\n".join(block), None, None
 
 
-def _record(source: SourceFile, n: int, record: object, cols: Columns) -> Row:
+def _record(source: SourceFile, n: int, record: object, *, cols: Columns) -> Row:
     if not isinstance(record, dict):
         raise ReadError(f"{source.uri}:{n}: expected a JSON object, got {type(record).__name__}")
     text = record.get(cols.text)
@@ -144,7 +144,7 @@ def _jsonl(source: SourceFile, cols: Columns) -> Iterator[Row]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ReadError(f"{source.uri}:{n}: malformed JSON line ({exc.msg} at column {exc.colno})") from exc
-        yield _record(source, n, record, cols)
+        yield _record(source, n, record, cols=cols)
 
 
 def _json(source: SourceFile, cols: Columns) -> Iterator[Row]:
@@ -159,7 +159,7 @@ def _json(source: SourceFile, cols: Columns) -> Iterator[Row]:
     except json.JSONDecodeError as exc:
         raise ReadError(f"{source.uri}:{exc.lineno}: malformed JSON ({exc.msg})") from exc
     for i, record in enumerate(records, 1):
-        yield _record(source, i, record, cols)
+        yield _record(source, i, record, cols=cols)
 
 
 def _csv(source: SourceFile, cols: Columns) -> Iterator[Row]:

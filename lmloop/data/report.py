@@ -44,7 +44,9 @@ def report_kept(report: Reporter, corpus: Corpus) -> None:
     report.metrics({f"data_{k}": corpus.validation.get(k, 0) for k in GATE_COUNTS})
 
 
-def report_splits(report: Reporter, corpus: Corpus, sources: list[str], tokens: dict[str, int] | None = None) -> None:
+def report_splits(
+    report: Reporter, corpus: Corpus, sources: list[str], *, tokens: dict[str, int] | None = None
+) -> None:
     """Each split as an MLflow dataset input: schema, and a profile of rows, tokens (once known), sources."""
     for name, digest in corpus.digests.items():
         profile = {"rows": corpus.sizes[name], "files": corpus.validation.get("files"), "sources": sources[:20]}

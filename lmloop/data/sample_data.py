@@ -49,7 +49,7 @@ def _word_pool(rng: np.random.Generator, n: int) -> list[str]:
     return words
 
 
-def _make_topic(name: str, words: list[str], rng: np.random.Generator, k: int = 8) -> Topic:
+def _make_topic(name: str, words: list[str], rng: np.random.Generator, *, k: int = 8) -> Topic:
     vocab = len(words)
     start = rng.dirichlet(np.full(vocab, 0.3))
     next_ids = np.stack([rng.choice(vocab, size=k, replace=False) for _ in range(vocab)])
@@ -57,7 +57,7 @@ def _make_topic(name: str, words: list[str], rng: np.random.Generator, k: int = 
     return Topic(name, tuple(words), start, next_ids, next_p)
 
 
-def build_topics(seed: int, shift: bool = False, shared: int = 24, own: int = 96) -> list[Topic]:
+def build_topics(seed: int, shift: bool = False, shared: int = 24, *, own: int = 96) -> list[Topic]:
     """Topics for a seed. With ``shift`` the old topics keep their words but get new statistics,
     and a new topic appears."""
     rng = np.random.default_rng(seed)
@@ -94,7 +94,7 @@ def generate_document(topic: Topic, rng: np.random.Generator) -> tuple[str, floa
     return " ".join(sentences), nll
 
 
-def write_corpus(out: Path, seed: int = 0, shift: bool = False, docs: int = 4000, files: int = 4) -> dict:
+def write_corpus(out: Path, seed: int = 0, shift: bool = False, *, docs: int = 4000, files: int = 4) -> dict:
     """Write ``files`` JSONL files (fields ``text``, ``label``) and ``_meta/generator.json``.
 
     Returns the generator summary, including the true entropy in bits per byte.

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.data.gate import gate
-from lmloop.data.ingest import ingest_files
+from lmloop.data.planning import ingest_files
 from lmloop.data.state import State
 from lmloop.data.values import Corpus, Ingested
 
 
 def ingest(sources: list[str], *, data: DataConfig, validation: ValidationConfig, shards: Path, out: Path) -> Ingested:
     """Read, clean and check every raw file (GX file suite) into content-addressed shards under ``shards``."""
-    return Ingested.write(out, ingest_files(sources, data, validation, shards))
+    return Ingested.write(out, ingest_files(sources, data, validation, cache=shards))
 
 
 def validate(

@@ -121,7 +121,12 @@ def unigram_scores(train_ids: np.ndarray, texts: list[str], tokenizer: PreTraine
 
 @torch.inference_mode()
 def generate_samples(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, seed: int = 0
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    seed: int = 0,
 ) -> list[dict[str, str]]:
     torch.manual_seed(seed)
     device = next(model.parameters()).device
@@ -145,6 +150,7 @@ def eval_sample(
     texts: list[str],
     doc_ids: list[str],
     tokenizer: PreTrainedTokenizerBase,
+    *,
     max_documents: int | None,
     max_tokens: int | None,
 ) -> list[int]:
@@ -180,7 +186,7 @@ def slice_metrics(scores: DocScores, keys: list[str | None]) -> dict[str, dict[s
 
 @torch.inference_mode()
 def reference_metrics(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]], max_new_tokens: int
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[dict[str, str]], *, max_new_tokens: int
 ) -> dict[str, float]:
     """Greedy continuations of each ``prompt`` scored against its ``reference`` with sacrebleu (BLEU, chrF)."""
     import sacrebleu
@@ -231,7 +237,7 @@ def _true_entropy_metrics(scores: DocScores, doc_ids: list[str], sources: list[s
 
 
 def evaluate(
-    trained: TrainedModel, corpus: Corpus, blocks: Blocks, cfg: EvalConfig, sources: list[str]
+    trained: TrainedModel, corpus: Corpus, blocks: Blocks, *, cfg: EvalConfig, sources: list[str]
 ) -> TrainedModel:
     """Test-split perplexity and bits per byte beside a unigram baseline, per slice, beside the true entropy
     when the data came from ``sample-data``, BLEU/chrF when references exist. Writes ``metrics.json`` and
@@ -251,7 +257,13 @@ def evaluate(
             f"no test documents in {corpus.root}: the hash split put none of the {corpus.sizes.get('train', 0)} "
             "documents in test; raise data.test_fraction or bring more documents"
         )
-    chosen = eval_sample(list(split["text"]), list(split["doc_id"]), tokenizer, cfg.max_documents, cfg.max_tokens)
+    chosen = eval_sample(
+        list(split["text"]),
+        list(split["doc_id"]),
+        tokenizer,
+        max_documents=cfg.max_documents,
+        max_tokens=cfg.max_tokens,
+    )
     test = split.select(chosen)
     texts = list(test["text"])
     scores, tokens_per_second = timed_scores(model, tokenizer, texts, blocks.block_size, cfg.stride, cfg.batch_size)
@@ -271,11 +283,11 @@ def evaluate(
     }
     pairs = _reference_pairs(cfg, sources)
     if pairs:
-        metrics |= reference_metrics(model, tokenizer, pairs, cfg.max_new_tokens)
+        metrics |= reference_metrics(model, tokenizer, pairs, max_new_tokens=cfg.max_new_tokens)
     slices = {
         "source": slice_metrics(scores, [Path(s).name for s in test["source"]]),
         "label": slice_metrics(scores, list(test["label"])),
     }
     prompts = cfg.prompts or [" ".join(t.split()[:3]) for t in texts[: cfg.samples]]
-    samples = generate_samples(model, tokenizer, prompts, cfg.max_new_tokens)
-    return trained.with_evaluation(metrics, slices, samples, list(test["doc_id"]))
+    samples = generate_samples(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens)
+    return trained.with_evaluation(metrics, slices, samples, documents=list(test["doc_id"]))

@@ -11,7 +11,7 @@ from lmloop.data.readers import ReadError, columns_of, label_column_guess, missi
 from lmloop.data.sources import discover
 
 
-def check_data(sources: list[str], data: DataConfig, sample: int = 20, labels: bool = False) -> list[str]:
+def check_data(sources: list[str], data: DataConfig, sample: int = 20, *, labels: bool = False) -> list[str]:
     """The local sources name readable files, and the text column is where the config says: a refusal
     when none of the first ``sample`` structured files has it (a file or two without it are rejected one
     by one at validation, like any bad file). Remote sources are checked when they are read.
@@ -31,18 +31,18 @@ def check_data(sources: list[str], data: DataConfig, sample: int = 20, labels: b
             continue
         if columns is not None:
             if data.text_column in columns:
-                return _check_labels(source.uri, columns, data, labels)
+                return _check_labels(source.uri, columns, data, required=labels)
             seen.append((source.uri, columns))
     if seen:
         raise ReadError(missing_column(seen[0][0], data.text_column, seen[0][1]))
     return []
 
 
-def _check_labels(uri: str, columns: list[str], data: DataConfig, required: bool) -> list[str]:
+def _check_labels(uri: str, columns: list[str], data: DataConfig, *, required: bool) -> list[str]:
     if data.label_column in columns:
         return []
     guess = label_column_guess(data.label_column, columns, (data.text_column, data.id_column))
-    message = missing_label_column(uri, data.label_column, columns, guess)
+    message = missing_label_column(uri, data.label_column, columns, guess=guess)
     if required:
         raise ReadError(message)
     return [f"{message} (without labels, no per-label evaluation slices)"] if guess else []
@@ -60,12 +60,12 @@ def check_base(name: str, ref: str, model: ModelConfig) -> str:
 
 def check_model(name: str, ref: str) -> str:
     """The version ``ref`` (an alias or a version number) of ``name`` names; NoModel when there is none."""
-    from lmloop.registry import tracking
+    from lmloop.registry import model_registry
 
-    version = ref if ref.isdigit() else tracking.alias_version(name, ref)
-    if version is None or not tracking.version_exists(name, version):
+    version = ref if ref.isdigit() else model_registry.alias_version(name, ref)
+    if version is None or not model_registry.version_exists(name, version):
         what = f"version {ref}" if ref.isdigit() else f"version with alias {ref!r}"
-        aliases = tracking.model_aliases(name)
+        aliases = model_registry.model_aliases(name)
         if not ref.isdigit() and aliases:  # a mistyped alias of a model that has some: not "train one first"
             hint = did_you_mean(ref, sorted(aliases))
             known = ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items()))

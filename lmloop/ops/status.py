@@ -10,7 +10,7 @@ from lmloop.core import settings
 from lmloop.core.settings import Home
 from lmloop.data.state import State
 from lmloop.promotion.moves import CHALLENGER, CHAMPION, PREVIOUS
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 
 KEY_METRICS = ("test_bits_per_byte", "test_perplexity", "unigram_perplexity", "accuracy", "macro_f1")
 
@@ -20,7 +20,7 @@ def _when(millis: int | None) -> str | None:
 
 
 def _version(name: str, alias: str) -> dict[str, Any] | None:
-    version = tracking.alias_version(name, alias)
+    version = model_registry.alias_version(name, alias)
     if version is None:
         return None
     mv = tracking.client().get_model_version(name, version)

@@ -32,6 +32,7 @@ def main(spec_path: str) -> None:
         out=Path(spec["out"]),
         log=log,
         init_from=spec.get("init_from"),
+        allow_pickle=bool(spec.get("allow_pickle")),
         lora=spec.get("lora", False),
         cache=Path(spec["cache"]) if spec.get("cache") else None,
     )

@@ -13,8 +13,8 @@ import numpy as np
 from lmloop.data.state import State
 from lmloop.promotion import moves
 from lmloop.promotion.values import PromotionOutcome
-from lmloop.registry import tracking
-from lmloop.training.classify import accuracy_difference_ci
+from lmloop.registry import model_registry, tracking
+from lmloop.training.baseline import accuracy_difference_ci
 
 
 def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.ndarray:
@@ -28,7 +28,7 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
     model = load_pretrained(AutoModelForSequenceClassification, model_dir)
     tokenizer = classifier_tokenizer(tokenizer_dir)
     limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
-    data = encode(texts, [0] * len(texts), tokenizer, limit, special=is_encoder(model.config.model_type))
+    data = encode(texts, [0] * len(texts), tokenizer, limit=limit, special=is_encoder(model.config.model_type))
     predicted = predict(model, data, tokenizer.pad_token_id)
     return np.array([model.config.id2label[int(i)] for i in predicted])
 
@@ -54,11 +54,11 @@ def judge_classifier(
         for key, value in {"gate.decision": "rejected", "gate.reason": refused}.items():
             tracking.client().set_model_version_tag(name, challenger, key, value)
         return PromotionOutcome(
-            promoted=False, reason=refused, champion_version=tracking.alias_version(name, moves.CHAMPION)
+            promoted=False, reason=refused, champion_version=model_registry.alias_version(name, moves.CHAMPION)
         )
     if moves.first_champion(name, challenger, state):
         return PromotionOutcome(promoted=True, reason="first champion", champion_version=challenger)
-    champion = tracking.alias_version(name, moves.CHAMPION)
+    champion = model_registry.alias_version(name, moves.CHAMPION)
     if champion is None or champion == challenger:  # crowned by an earlier attempt of this run
         return PromotionOutcome(promoted=champion == challenger, reason="first champion", champion_version=champion)
     return against_champion(
@@ -73,7 +73,7 @@ def against_champion(
     the champion's, on the same rows, lies above zero (under the promotion lock, re-reading the champion)."""
     rows = [json.loads(line) for line in test_rows.read_text(encoding="utf-8").splitlines()]
     texts, truth = [r["text"] for r in rows], np.array([r["label"] for r in rows])
-    fetched = tracking.fetch_model(name, champion, work / f"champion-{champion}")
+    fetched = model_registry.fetch_model(name, champion, work / f"champion-{champion}")
     ours = predict_labels(str(model_dir), str(model_dir), texts)
     theirs = predict_labels(fetched["model_dir"], fetched["tokenizer_dir"], texts)
     low, high = accuracy_difference_ci(truth, ours, theirs)

@@ -49,7 +49,7 @@ class Decision(Value):
 
 
 def paired_bootstrap(
-    champion: DocScores, challenger: DocScores, name: str, samples: int = 2000, seed: int = 0
+    champion: DocScores, challenger: DocScores, name: str, *, samples: int = 2000, seed: int = 0
 ) -> SliceComparison:
     """Improvement in bits per byte on one slice, with a 95% CI from resampling documents (paired)."""
     if len(champion.nll) != len(challenger.nll) or not np.array_equal(champion.bytes, challenger.bytes):
@@ -81,8 +81,8 @@ def decide(
 ) -> Decision:
     """``new``/``old``: (slice name, champion scores, challenger scores). ``classification``: metric ->
     (champion value, challenger value, allowed drop). Returns the decision with its reason."""
-    new_cmp = paired_bootstrap(new[1], new[2], new[0], samples) if new else None
-    old_cmp = [paired_bootstrap(c, h, name, samples) for name, c, h in old]
+    new_cmp = paired_bootstrap(new[1], new[2], new[0], samples=samples) if new else None
+    old_cmp = [paired_bootstrap(c, h, name, samples=samples) for name, c, h in old]
     reasons = []
     if new_cmp is None:
         reasons.append("no new held-out slice to judge improvement on")

@@ -22,7 +22,7 @@ from lmloop.core.errors import NoModel, UserError
 from lmloop.core.faults import crash_point
 from lmloop.data.state import State
 from lmloop.promotion.values import PromotionOutcome, RollbackOutcome
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
@@ -83,9 +83,9 @@ def first_champion(name: str, version: str, state: State) -> bool:
     """Make ``version`` the champion when ``name`` has none yet (its first registered model). Returns
     whether it moved the alias."""
     with exclusive(f"champion:{name}", state):
-        if tracking.alias_version(name, CHAMPION) is not None:
+        if model_registry.alias_version(name, CHAMPION) is not None:
             return False
-        tracking.set_alias(name, CHAMPION, version)
+        model_registry.set_alias(name, CHAMPION, version)
         tracking.client().set_model_version_tag(name, version, "gate.decision", "first champion")
         state.record({"event": "first_champion", "model": name, "champion": version, "promoted": True})
     return True
@@ -119,7 +119,7 @@ def promote_if_better(
                 champion_version=challenger if promoted else done["champion"],
                 champion_moved=done["reason"].startswith("champion moved"),
             )
-        current = tracking.alias_version(name, CHAMPION)
+        current = model_registry.alias_version(name, CHAMPION)
         resumed = promote and current == challenger  # moved before a crash, not yet recorded
         moved = not resumed and current != judged_against
         if resumed:
@@ -134,10 +134,10 @@ def promote_if_better(
             )
         if promote and not resumed:
             if current is not None:
-                tracking.set_alias(name, PREVIOUS, current)
-            tracking.set_alias(name, CHAMPION, challenger)
+                model_registry.set_alias(name, PREVIOUS, current)
+            model_registry.set_alias(name, CHAMPION, challenger)
         elif not promote:
-            tracking.set_alias(name, CHALLENGER, challenger)
+            model_registry.set_alias(name, CHALLENGER, challenger)
         crash_point("promotion-moved")
         tags = {"gate.decision": "promoted" if promote else "rejected", "gate.reason": reason[:5000]}
         tags |= {"gate.champion_version": current or "", **{f"gate.{k}": v for k, v in numbers.items()}}
@@ -156,11 +156,11 @@ def rollback(
     """Move ``@champion`` back (to ``to_version`` or ``@previous_champion``) and record why. A version the
     gate rejected needs ``force``: without it the refusal quotes what the gate said."""
     with exclusive(f"champion:{name}", state):
-        current = tracking.alias_version(name, CHAMPION)
-        target = to_version or tracking.alias_version(name, PREVIOUS)
+        current = model_registry.alias_version(name, CHAMPION)
+        target = to_version or model_registry.alias_version(name, PREVIOUS)
         if target is None:
             raise NoModel(f"{name}: no --to version given and no {PREVIOUS} alias to roll back to")
-        if not tracking.version_exists(name, target):
+        if not model_registry.version_exists(name, target):
             raise NoModel(f"{name} has no version {target} (see `lmloop status`)")
         tags = tracking.client().get_model_version(name, target).tags
         if tags.get("gate.decision") == "rejected" and not force:
@@ -169,9 +169,9 @@ def rollback(
                 "Pass --force to make it champion anyway."
             )
         if current is not None:
-            tracking.set_alias(name, PREVIOUS, current)
+            model_registry.set_alias(name, PREVIOUS, current)
             tracking.client().set_model_version_tag(name, current, "rollback.demoted_because", reason)
-        tracking.set_alias(name, CHAMPION, target)
+        model_registry.set_alias(name, CHAMPION, target)
         tracking.client().set_model_version_tag(name, target, "rollback.reason", reason)
         tracking.client().set_model_version_tag(name, target, "rollback.from_version", current or "")
         event = {"event": "rollback", "model": name, "from": current, "to": target, "reason": reason}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lmloop.core.report import Reporter, Series
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 
 
 class Publish(Protocol):
@@ -57,7 +57,7 @@ class RunReport:
         tracking.log_table(self.run_id, rows, artifact_file)
 
     def dataset(self, name: str, digest: str, source: str, *, context: str, profile: dict[str, Any]) -> None:
-        tracking.log_dataset(self.run_id, name, digest, source, context=context, profile=profile)
+        tracking.log_dataset(self.run_id, name, digest, source=source, context=context, profile=profile)
 
     def run_url(self) -> str:
         experiment = tracking.client().get_run(self.run_id).info.experiment_id
@@ -80,7 +80,7 @@ class RunReport:
     def describe_version(self, name: str, version: str, text: str) -> None:
         described = tracking.client().get_model_version(name, version).description or ""
         if text not in described:
-            tracking.describe_version(name, version, f"{described}\n\n{text}".strip())
+            model_registry.describe_version(name, version, f"{described}\n\n{text}".strip())
 
 
 _MODEL_DESCRIPTIONS = {
@@ -115,7 +115,7 @@ def version_description(run_id: str, task: str, metrics: dict[str, float]) -> st
 def report_registered(report: Reporter, name: str, version: str, *, task: str, ui: str) -> None:
     """The registered model's description (what lmloop keeps under that name), and links from the flow run
     to its MLflow run and to the version it registered."""
-    tracking.describe_registered_model(name, _MODEL_DESCRIPTIONS[task].format(name=name))
+    model_registry.describe_registered_model(name, _MODEL_DESCRIPTIONS[task].format(name=name))
     report.link(
         report.run_url(),
         f"MLflow run {report.run_id}",

@@ -95,13 +95,15 @@ def resolve(ref: str, *, allow_pickle: bool = False, checksum: bool = True) -> P
     if ref.startswith(HUB):
         repo, _, revision = ref.removeprefix(HUB).partition("@")
         folder, commit = _from_hub(ref, repo, revision or None)
-        return _describe(folder, "hub", repo, allow_pickle, checksum, revision=revision or None, commit=commit)
+        return _describe(
+            folder, "hub", repo, allow_pickle=allow_pickle, checksum=checksum, revision=revision or None, commit=commit
+        )
     folder = Path(ref).expanduser().resolve()
     if not folder.is_dir():
         raise BaseUnavailable(
             f"--from {ref}: no such folder (a base is a registered alias or version, a model folder, or hf:org/name)"
         )
-    return _describe(folder, "folder", str(folder), allow_pickle, checksum)
+    return _describe(folder, "folder", str(folder), allow_pickle=allow_pickle, checksum=checksum)
 
 
 def _from_hub(ref: str, repo: str, revision: str | None) -> tuple[Path, str]:
@@ -121,10 +123,12 @@ def _from_hub(ref: str, repo: str, revision: str | None) -> tuple[Path, str]:
             folder = snapshot_download(repo, revision=revision, allow_patterns=wanted)
         except Exception as exc:  # no network, unknown repo, gated: the same advice
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            raise BaseUnavailable(_fetch_hint(ref, repo, revision, f"cannot be downloaded here ({reason})")) from None
+            raise BaseUnavailable(
+                _fetch_hint(ref, repo, revision, why=f"cannot be downloaded here ({reason})")
+            ) from None
     if folder is None:
         raise BaseUnavailable(
-            _fetch_hint(ref, repo, revision, "is not in the Hugging Face cache and the hub is offline")
+            _fetch_hint(ref, repo, revision, why="is not in the Hugging Face cache and the hub is offline")
         )
     return Path(folder), Path(folder).name
 
@@ -135,7 +139,7 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _fetch_hint(ref: str, repo: str, revision: str | None, why: str) -> str:
+def _fetch_hint(ref: str, repo: str, revision: str | None, *, why: str) -> str:
     from huggingface_hub import constants
 
     rev = f" --revision {revision}" if revision else ""
@@ -164,9 +168,9 @@ def _describe(
     folder: Path,
     source: str,
     ident: str,
+    *,
     allow_pickle: bool,
     checksum: bool,
-    *,
     revision: str | None = None,
     commit: str | None = None,
 ) -> PretrainedBase:

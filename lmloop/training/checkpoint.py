@@ -72,6 +72,7 @@ def save_checkpoint(
     root: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    *,
     scheduler: Any,
     state: TrainState,
     keep_last: int = 2,
@@ -163,7 +164,7 @@ def latest_valid(root: Path) -> Path | None:
 
 
 def load_checkpoint(
-    checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+    checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scheduler: Any
 ) -> TrainState:
     weights = load_file(str(checkpoint / "model.safetensors"))
     model.load_state_dict(weights)

@@ -56,7 +56,7 @@ def max_length_for(lengths: list[int], limit: int, quantile: float = 0.99) -> in
 
 
 def encode(
-    texts: list[str], labels: list[int], tokenizer: PreTrainedTokenizerBase, limit: int, *, special: bool = False
+    texts: list[str], labels: list[int], tokenizer: PreTrainedTokenizerBase, *, limit: int, special: bool = False
 ) -> Encoded:
     """Token ids cut at ``limit``. ``special``: with the tokenizer's own special tokens (an encoder's
     ``[CLS] ... [SEP]``, the first of which it pools), kept through the cut; decoders pool their last token
@@ -109,7 +109,7 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int, device: torch.device 
 
 
 def _stepper(
-    model: torch.nn.Module, lr: float, cfg: FinetuneConfig, warmup: int, total: int
+    model: torch.nn.Module, lr: float, cfg: FinetuneConfig, *, warmup: int, total: int
 ) -> Callable[[torch.Tensor], None]:
     """AdamW with ``warmup`` steps of linear warm-up, then linear decay to ``total``; the function it returns
     takes one clipped optimizer step on a loss. TAPT and the head train with the same mechanics."""
@@ -131,6 +131,7 @@ def adapt(
     backbone_dir: str,
     texts: Encoded,
     eos_id: int,
+    *,
     block_size: int,
     cfg: FinetuneConfig,
     out: Path,
@@ -154,7 +155,7 @@ def adapt(
     model.train()
     per_epoch = math.ceil(len(blocks) / cfg.batch_size)
     planned = per_epoch * cfg.tapt_epochs
-    optimize = _stepper(model, cfg.tapt_learning_rate, cfg, planned // 10, planned)
+    optimize = _stepper(model, cfg.tapt_learning_rate, cfg, warmup=planned // 10, total=planned)
     step = 0
     with StopRequest() as stop:
         for epoch in range(cfg.tapt_epochs):
@@ -205,7 +206,7 @@ def best_epoch(scores: list[float], patience: int) -> tuple[int, bool]:
 
 
 @torch.inference_mode()
-def predict(model: PreTrainedModel, data: Encoded, pad_id: int, batch_size: int = 64) -> np.ndarray:
+def predict(model: PreTrainedModel, data: Encoded, pad_id: int, *, batch_size: int = 64) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     out = np.zeros(len(data), dtype=np.int64)
@@ -226,6 +227,7 @@ def fit(
     model: PreTrainedModel,
     train: Encoded,
     validation: Encoded,
+    *,
     cfg: FinetuneConfig,
     classes: int,
     pad_id: int,
@@ -242,7 +244,7 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(r) for r in train.ids])
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    optimize = _stepper(model, learning_rate, cfg, steps_per_epoch // 10, steps_per_epoch * cfg.epochs)
+    optimize = _stepper(model, learning_rate, cfg, warmup=steps_per_epoch // 10, total=steps_per_epoch * cfg.epochs)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.labels, classes).to(device))
     history: list[dict[str, float]] = []
     from lmloop.training.bases import is_encoder

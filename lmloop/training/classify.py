@@ -13,15 +13,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_union
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmloop.core.config import FinetuneConfig
 from lmloop.data.values import Corpus
+from lmloop.training.baseline import (
+    Rows,
+    accuracy_difference_ci,
+    classification_metrics,
+    plot_confusion,
+    tfidf_baseline,
+)
 from lmloop.training.model import load_pretrained
 from lmloop.training.values import BaseModelRef, TrainedModel
 
@@ -49,7 +53,7 @@ def label_map(labels: list[str]) -> dict[str, int]:
 
 
 def build_classifier(
-    backbone_dir: str, labels: dict[str, int], pad_token_id: int, lora: bool, *, safe_only: bool = True
+    backbone_dir: str, labels: dict[str, int], pad_token_id: int, *, lora: bool, safe_only: bool = True
 ) -> PreTrainedModel:
     """A classification head on the pretrained backbone; with ``lora`` only adapters (and the head) train.
     ``safe_only=False``: the base's weights are pickles and the user opted in."""
@@ -81,20 +85,14 @@ def merge_lora(model: torch.nn.Module) -> PreTrainedModel:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 and scikit-learn's per-class report."""
-    ids = list(range(len(names)))
-    report = classification_report(y_true, y_pred, labels=ids, target_names=names, output_dict=True, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
-        "report": report,
-    }
-
-
 @torch.inference_mode()
 def embed(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, batch_size: int = 32
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    max_length: int,
+    batch_size: int = 32,
 ) -> np.ndarray:
     """Mean-pooled last hidden state of each document (first ``max_length`` tokens)."""
     model.eval()
@@ -110,7 +108,7 @@ def embed(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def probe_metrics(features: np.ndarray, labels: list[str], folds: int = 5, seed: int = 0) -> dict[str, Any]:
+def probe_metrics(features: np.ndarray, labels: list[str], folds: int = 5, *, seed: int = 0) -> dict[str, Any]:
     """How linearly separable the classes are in a model's features: logistic regression, stratified
     k-fold cross-validated predictions on every document. The same folds for every model compared."""
     values, counts = np.unique(labels, return_counts=True)
@@ -127,49 +125,6 @@ def probe_metrics(features: np.ndarray, labels: list[str], folds: int = 5, seed:
     scaled = (features - features.mean(0)) / (features.std(0) + 1e-6)
     pred = cross_val_predict(LogisticRegression(max_iter=2000), scaled, y, cv=cv)
     return classification_metrics(y, pred, kept)
-
-
-Rows = list[tuple[str, str]]
-
-
-BASELINE_C_GRID = (1.0, 4.0, 16.0, 64.0)
-
-
-def tfidf_baseline(
-    train: Rows, test: Rows, labels: dict[str, int], validation: Rows | None = None
-) -> tuple[np.ndarray, float]:
-    """A tuned linear baseline on the same training rows: TF-IDF of word 1-2 grams and character 2-5 grams,
-    logistic regression with C chosen from :data:`BASELINE_C_GRID` by macro-F1 on ``validation`` (C=4 when
-    there is none). Returns the predictions for ``test``'s rows whose label is known (the rows the classifier
-    is scored on) and the C used. A classifier is only crowned when it beats this."""
-    train_rows = [(t, labels[lab]) for t, lab in train if lab in labels]
-    features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
-    )
-    x_train = features.fit_transform([t for t, _ in train_rows])
-    y_train = [y for _, y in train_rows]
-
-    held = [(t, labels[lab]) for t, lab in validation or [] if lab in labels]
-    grid = BASELINE_C_GRID if held else (4.0,)
-    models = {c: LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train) for c in grid}
-    best = 4.0
-    if held:
-        x_val, y_val = features.transform([t for t, _ in held]), [y for _, y in held]
-        best = max(grid, key=lambda c: f1_score(y_val, models[c].predict(x_val), average="macro", zero_division=0))
-    return models[best].predict(features.transform([t for t, lab in test if lab in labels])), float(best)
-
-
-def accuracy_difference_ci(
-    y_true: np.ndarray, ours: np.ndarray, theirs: np.ndarray, samples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Paired bootstrap 95% CI of accuracy(ours) - accuracy(theirs) on the same rows."""
-    diff = (ours == y_true).astype(np.float64) - (theirs == y_true).astype(np.float64)
-    if len(diff) == 0:
-        return 0.0, 0.0
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(samples, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def write_test_rows(rows: Rows, path: Path) -> Path:
@@ -195,46 +150,6 @@ def classifier_rows(corpus: Corpus, test: Corpus | None) -> dict[str, Rows]:
         "validation": rows(corpus.split("validation"), drop),
         "test": rows(held),
     }
-
-
-PLOTTED_CLASSES = 30  # the confusion matrix shows the most frequent classes; the rest are one row and column
-
-
-def _most_frequent(
-    y_true: np.ndarray, y_pred: np.ndarray, names: list[str], limit: int
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """At most ``limit`` classes: the ``limit - 1`` most frequent true classes and "(other N)" for the rest,
-    so the figure (its size and its text objects grow with the square of the classes: 200 labels took
-    19 GB) stays bounded whatever the label count. The full per-class report is the JSON beside it."""
-    if len(names) <= limit:
-        return y_true, y_pred, names
-    keep = np.argsort(-np.bincount(y_true, minlength=len(names)), kind="stable")[: limit - 1]
-    index = np.full(len(names), limit - 1)
-    index[keep] = np.arange(limit - 1)
-    return index[y_true], index[y_pred], [names[k] for k in keep] + [f"(other {len(names) - limit + 1})"]
-
-
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    y_true, y_pred, names = _most_frequent(np.asarray(y_true), np.asarray(y_pred), names, PLOTTED_CLASSES)
-    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
-    ax.set_title("Confusion matrix (test split)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def train_classifier(
@@ -270,7 +185,7 @@ def train_classifier(
             [t for t, _ in rows],
             [labels[lab] for _, lab in rows],
             tokenizer,
-            limit if name == "train" else base.block_size,
+            limit=limit if name == "train" else base.block_size,
             special=special,
         )
         for name, rows in known.items()
@@ -279,20 +194,26 @@ def train_classifier(
     backbone, steps = base.dir, 0
     if not base.encoder:  # task-adaptive pretraining is causal-LM training: decoders only
         backbone, steps = adapt(
-            base.dir, encoded["train"], tokenizer.eos_token_id, base.block_size, train_cfg, out / "adapted", log
+            base.dir,
+            encoded["train"],
+            tokenizer.eos_token_id,
+            block_size=base.block_size,
+            cfg=train_cfg,
+            out=out / "adapted",
+            log=log,
         )
     pickles = bool(base.pretrained and base.pretrained.pickle_weights)
-    model = build_classifier(backbone, labels, tokenizer.pad_token_id, lora, safe_only=not pickles)
+    model = build_classifier(backbone, labels, tokenizer.pad_token_id, lora=lora, safe_only=not pickles)
     rate = train_cfg.pretrained_classifier_learning_rate if base.pretrained else None
     summary = fit(
         model,
         encoded["train"],
         encoded["validation"],
-        train_cfg,
-        len(labels),
-        tokenizer.pad_token_id,
-        log,
-        steps,
+        cfg=train_cfg,
+        classes=len(labels),
+        pad_id=tokenizer.pad_token_id,
+        log=log,
+        first_step=steps,
         learning_rate=rate,
     )
     model = merge_lora(model)
@@ -301,7 +222,7 @@ def train_classifier(
     tokenizer.save_pretrained(str(model_dir))
     names = sorted(labels, key=labels.get)
     y_true, y_pred = encoded["test"].labels, predict(model, encoded["test"], tokenizer.pad_token_id)
-    baseline, baseline_c = tfidf_baseline(known["train"], known["test"], labels, known["validation"])
+    baseline, baseline_c = tfidf_baseline(known["train"], known["test"], labels, validation=known["validation"])
     model_scores, base_scores = (classification_metrics(y_true, p, names) for p in (y_pred, baseline))
     low, high = accuracy_difference_ci(y_true, y_pred, baseline)
     metrics = {
@@ -324,5 +245,5 @@ def train_classifier(
     }
     write_json(model_dir / "metrics.json", {**metrics, **reports, "test_source": "team" if test else "split"})
     write_test_rows(known["test"], out / "classifier_test_rows.jsonl")  # the rows a later gate compares on
-    plot_confusion(y_true, y_pred, names, model_dir / "confusion_matrix.png")
+    plot_confusion(y_true, y_pred, names, path=model_dir / "confusion_matrix.png")
     return TrainedModel(dir=str(model_dir), metrics=metrics, labels=names)

@@ -82,6 +82,7 @@ def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
+    *,
     chunk: int = 4096,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:

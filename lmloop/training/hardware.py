@@ -72,7 +72,7 @@ def candidates(rows: int) -> Iterator[int]:
         yield 1
 
 
-def fits(step: Callable[[int], None], micro: int, device: torch.device, extra_bytes: int) -> bool:
+def fits(step: Callable[[int], None], micro: int, device: torch.device, *, extra_bytes: int) -> bool:
     """Does one forward + backward of ``micro`` rows (plus ``extra_bytes``) stay within the headroom?"""
     total = torch.cuda.get_device_properties(device).total_memory
     torch.cuda.empty_cache()
@@ -86,7 +86,7 @@ def fits(step: Callable[[int], None], micro: int, device: torch.device, extra_by
         torch.cuda.empty_cache()
 
 
-def _cache_key(module: torch.nn.Module, block: int, rows: int, device: torch.device, how: str) -> str:
+def _cache_key(module: torch.nn.Module, block: int, rows: int, *, device: torch.device, how: str) -> str:
     shape = f"{type(module.model).__name__}-{sum(p.numel() for p in module.parameters())}p-{block}t"
     return f"{torch.cuda.get_device_name(device)}|{shape}|{rows}rows|{how}"
 
@@ -95,6 +95,7 @@ def probe_micro_batch(
     run: Callable[..., torch.Tensor],
     module: torch.nn.Module,
     block: int,
+    *,
     rows: int,
     how: str,
     cache: Path | None,
@@ -104,7 +105,7 @@ def probe_micro_batch(
     ``how`` names that setup in the key of the JSON file ``cache`` (None: probed, not kept)."""
     known = json.loads(cache.read_text()) if cache and cache.exists() else {}
     device = next(module.parameters()).device
-    key = _cache_key(module, block, rows, device, how)
+    key = _cache_key(module, block, rows, device=device, how=how)
     if key in known:
         return int(known[key])
     vocab = module.model.config.vocab_size
@@ -117,7 +118,7 @@ def probe_micro_batch(
         finally:
             module.zero_grad(set_to_none=True)
 
-    micro = next((m for m in candidates(rows) if fits(step, m, device, optimizer_bytes)), 1)
+    micro = next((m for m in candidates(rows) if fits(step, m, device, extra_bytes=optimizer_bytes)), 1)
     if cache is None:
         return micro
     with contextlib.suppress(OSError):

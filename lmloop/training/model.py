@@ -41,6 +41,7 @@ def build_causal_lm(
     architecture: str,
     vocab_size: int,
     n_layer: int,
+    *,
     n_embd: int,
     n_head: int,
     block_size: int,

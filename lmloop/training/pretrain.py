@@ -61,8 +61,12 @@ def warm_start_model(requested: ModelConfig, base: ModelConfig, base_name: str) 
     return base
 
 
-def causal_lm(tokenizer: Any, model_cfg: ModelConfig, init_from: str | None, lora: bool) -> Any:
-    """A new model from config, or warm-started from ``init_from`` (optionally with LoRA adapters)."""
+def causal_lm(
+    tokenizer: Any, model_cfg: ModelConfig, init_from: str | None, *, lora: bool, safe_only: bool = True
+) -> Any:
+    """A new model from config, or warm-started from ``init_from`` (optionally with LoRA adapters). A folder
+    with pickle weights only loads with ``safe_only=False`` (``model.allow_pickle_weights``, checked when the
+    base was resolved); transformers then unpickles tensors only (``weights_only``)."""
     if init_from is None:
         return build_causal_lm(
             model_cfg.architecture,
@@ -77,7 +81,7 @@ def causal_lm(tokenizer: Any, model_cfg: ModelConfig, init_from: str | None, lor
         )
     from transformers import AutoModelForCausalLM
 
-    model = load_pretrained(AutoModelForCausalLM, init_from)
+    model = load_pretrained(AutoModelForCausalLM, init_from, use_safetensors=True if safe_only else None)
     if lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -98,14 +102,21 @@ def train_and_save(
     init_from: str | None = None,
     lora: bool = False,
     cache: Path | None = None,
+    allow_pickle: bool = False,
 ) -> TrainedModel:
     """Build (or warm-start from ``init_from``), train (resuming from ``out/checkpoints``) and, on rank 0,
     save the model. Runs in every data-parallel process when launched by :mod:`lmloop.ops.worker`."""
     tokenizer = load_tokenizer(blocks.tokenizer)
     set_seed(train_cfg.seed)  # the initial weights too: the same seed must mean the same run
-    model = causal_lm(tokenizer, model_cfg, init_from, lora)
+    model = causal_lm(tokenizer, model_cfg, init_from, lora=lora, safe_only=not allow_pickle)
     result = train_causal_lm(
-        model, blocks.load("train"), train_cfg, log, out / "checkpoints", blocks.load("validation"), cache
+        model,
+        blocks.load("train"),
+        train_cfg,
+        log=log,
+        checkpoint_dir=out / "checkpoints",
+        val_blocks=blocks.load("validation"),
+        cache_dir=cache,
     )
     model = merge_lora(model)
     model_dir = out / "model"
@@ -134,10 +145,12 @@ def train_model(
     init_from: str | None = None,
     lora: bool = False,
     cache: Path | None = None,
+    allow_pickle: bool = False,
 ) -> TrainedModel:
     """Train in this process, or with ``train.nproc > 1`` in that many torchrun processes (rank 0 logs to
     ``run_id``). ``cache``: where measured hardware figures are kept."""
     options = {"model_cfg": model_cfg, "train_cfg": train_cfg, "out": out, "init_from": init_from, "lora": lora}
+    options["allow_pickle"] = allow_pickle
     if train_cfg.nproc == 1:
         return train_and_save(blocks, log=log, cache=cache, **options)
     spec = {
@@ -148,6 +161,7 @@ def train_model(
         "run_id": run_id,
         "init_from": init_from,
         "lora": lora,
+        "allow_pickle": allow_pickle,
         "cache": str(cache) if cache else None,
     }
     launch(write_json(out / "train_spec.json", spec), train_cfg.nproc)

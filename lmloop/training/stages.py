@@ -32,7 +32,7 @@ def prepare_tokenizer(corpus: Corpus, cfg: TokenizerConfig, out: Path) -> Tokeni
         return TokenizerRef(path=str(target), vocab_size=len(load_tokenizer(target)), reused=True)
     train = corpus.split("train").select_columns(["text"])
     texts = (t for batch in train.iter(batch_size=10_000) for t in batch["text"])
-    tokenizer = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, target)
+    tokenizer = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, out_dir=target)
     return TokenizerRef(path=str(target), vocab_size=len(tokenizer), reused=False)
 
 

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 EOS = "<|endoftext|>"
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, out_dir: Path) -> PreTrainedTokenizerFast:
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, *, out_dir: Path) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` and save it with ``save_pretrained`` to ``out_dir``.
 
     Byte-level means any UTF-8 text encodes without unknown tokens. ``<|endoftext|>`` separates

@@ -65,7 +65,7 @@ class TrainResult:
 
 
 @torch.inference_mode()
-def validation_loss(model: torch.nn.Module, loader: DataLoader, batches: int, accelerator: Accelerator) -> float:
+def validation_loss(model: torch.nn.Module, loader: DataLoader, batches: int, *, accelerator: Accelerator) -> float:
     """Mean loss of the first ``batches`` validation batches; ``model`` returns the loss of a batch."""
     model.eval()
     total = torch.zeros((), device=accelerator.device)
@@ -151,7 +151,7 @@ class Trainer:
                 return run(**batch)
 
         micro = probe_micro_batch(
-            call, module, self.block, rows, how, self.cache_dir and self.cache_dir / "micro_batch.json"
+            call, module, self.block, rows=rows, how=how, cache=self.cache_dir and self.cache_dir / "micro_batch.json"
         )
         if acc.num_processes > 1:
             micro = int(acc.gather(torch.tensor([micro], device=acc.device)).min())
@@ -161,7 +161,7 @@ class Trainer:
         checkpoint = latest_valid(self.checkpoint_dir) if self.checkpoint_dir else None
         if checkpoint is None:
             return 0
-        self.state = load_checkpoint(checkpoint, self.raw_model, self.optimizer, self.scheduler)
+        self.state = load_checkpoint(checkpoint, self.raw_model, self.optimizer, scheduler=self.scheduler)
         return self.state.step
 
     def _checkpoint_due(self) -> bool:
@@ -178,9 +178,9 @@ class Trainer:
                 self.checkpoint_dir,
                 self.raw_model,
                 self.optimizer,
-                self.scheduler,
-                self.state,
-                self.cfg.keep_checkpoints,
+                scheduler=self.scheduler,
+                state=self.state,
+                keep_last=self.cfg.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
 
@@ -217,7 +217,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
-    def _metrics(self, window_loss: torch.Tensor, steps: int, seconds: float, grad_norm: torch.Tensor, step: int):
+    def _metrics(self, window_loss: torch.Tensor, steps: int, seconds: float, *, grad_norm: torch.Tensor, step: int):
         """The numbers logged every ``log_every`` steps (the only place the loss is read back)."""
         cfg, acc = self.cfg, self.accelerator
         tokens_per_second = steps * self.tokens_per_step / seconds
@@ -229,7 +229,7 @@ class Trainer:
             **self.utilisation(tokens_per_second),
         }
         if self.val_loader is not None and step % cfg.eval_every == 0:
-            metrics["val_loss"] = validation_loss(self.model, self.val_loader, cfg.eval_batches, acc)
+            metrics["val_loss"] = validation_loss(self.model, self.val_loader, cfg.eval_batches, accelerator=acc)
         return metrics
 
     def run(self) -> TrainResult:
@@ -240,7 +240,11 @@ class Trainer:
         start = window_start = time.perf_counter()
         self.model.train()
         batches = self._batches()
-        bar = progress("train", cfg.max_steps, "steps", self.resumed_from) if acc.is_main_process else nullcontext()
+        bar = (
+            progress("train", cfg.max_steps, "steps", completed=self.resumed_from)
+            if acc.is_main_process
+            else nullcontext()
+        )
         with StopRequest() as stop, bar as advance:
             while self.state.step < cfg.max_steps:
                 grad_norm = self._step(batches, window_loss)
@@ -249,7 +253,7 @@ class Trainer:
                 losses = self.state.losses
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     metrics = self._metrics(
-                        window_loss, window_steps, time.perf_counter() - window_start, grad_norm, step
+                        window_loss, window_steps, time.perf_counter() - window_start, grad_norm=grad_norm, step=step
                     )
                     losses = [*losses, metrics["train_loss"]]
                     if self.log is not None and acc.is_main_process:
@@ -298,6 +302,7 @@ def train_causal_lm(
     model: PreTrainedModel,
     blocks: Dataset,
     cfg: TrainConfig,
+    *,
     log: LogFn | None = None,
     checkpoint_dir: Path | None = None,
     val_blocks: Dataset | None = None,

@@ -61,6 +61,11 @@ class BaseModelRef(Value):
         return bool(self.pretrained and self.pretrained.encoder)
 
     @property
+    def pickle_weights(self) -> bool:
+        """A pretrained base whose weights are pickle files only (the user opted in to load them)."""
+        return bool(self.pretrained and self.pretrained.pickle_weights)
+
+    @property
     def label(self) -> str:
         return self.pretrained.spec if self.pretrained else f"{self.name} v{self.version}"
 
@@ -82,7 +87,7 @@ class TrainedModel(Value):
         return Path(self.dir)
 
     def with_evaluation(
-        self, metrics: dict[str, Any], slices: dict[str, Any], samples: list[dict[str, str]], documents: list[str]
+        self, metrics: dict[str, Any], slices: dict[str, Any], samples: list[dict[str, str]], *, documents: list[str]
     ) -> TrainedModel:
         """Write ``metrics.json`` (with the per-slice figures and the ids of the documents scored) and
         ``samples.json`` beside the model."""

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from lmloop.core import settings
-from lmloop.core.config import PipelineConfig, load_config
+from lmloop.core.config import PipelineConfig
+from lmloop.core.presets import load_config
 from lmloop.data.sample_data import write_corpus
 from lmloop.data.state import State
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 from tests.conftest import mlflow_store
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def test_nothing_new_exits_without_training(home: Path) -> None:
     (home / "empty").mkdir()
     out = continual_flow(config=_config(), incoming=str(home / "empty"))
     assert out.new_files == [] and out.promoted is None and "nothing new" in out.reason
-    assert out.champion == tracking.alias_version(NAME, "champion") == "1" and out.warning is None
+    assert out.champion == model_registry.alias_version(NAME, "champion") == "1" and out.warning is None
 
 
 def test_a_missing_landing_folder_is_a_warning_not_an_error(home: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -125,8 +126,8 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
     assert base["documents_guarded"] < base["documents"], "A's topics drifted: those old documents moved on"
     assert "drifted labels" in out.reason and "geology" not in out.reason, "a new topic has no old documents"
     assert out.previous_champion == "1" and out.champion == out.challenger != "1", "named for what they are"
-    assert tracking.alias_version(NAME, "champion") == out.challenger
-    assert tracking.alias_version(NAME, "previous_champion") == "1"
+    assert model_registry.alias_version(NAME, "champion") == out.challenger
+    assert model_registry.alias_version(NAME, "previous_champion") == "1"
     version = tracking.client().get_model_version(NAME, out.challenger)
     tags = version.tags
     assert tags["gate.decision"] == "promoted" and tags["parent_version"] == "1"
@@ -166,32 +167,32 @@ def test_a_shifted_batch_is_learned_and_promoted_without_forgetting_a(home: Path
 
 def test_a_harmful_batch_is_rejected_and_the_champion_stays(home: Path) -> None:
 
-    champion = tracking.alias_version(NAME, "champion")
+    champion = model_registry.alias_version(NAME, "champion")
     _shuffled_batch(home / "landing-harm")
     out, flow_run = _cycle(home / "landing-harm")
     assert out.promoted is False, out.reason
     assert flow_run.state.type.value == "COMPLETED" and "decision:rejected" in flow_run.tags
     assert flow_run.state.message.startswith(f"rejected v{out.challenger}") and "forgetting" in flow_run.state.message
     assert "forgetting" in out.reason and "drifted labels" not in out.reason, "unlabelled: all guarded"
-    assert tracking.alias_version(NAME, "champion") == champion == out.champion
-    assert tracking.alias_version(NAME, "challenger") == out.challenger
+    assert model_registry.alias_version(NAME, "champion") == champion == out.champion
+    assert model_registry.alias_version(NAME, "challenger") == out.challenger
     assert history()[-1]["promoted"] is False
     from lmloop.core.errors import UserError
     from lmloop.promotion.moves import rollback
 
     with pytest.raises(UserError, match="rejected by the gate.*forgetting.*--force"):
         rollback(NAME, "try the rejected one", _state(), to_version=out.challenger)
-    assert tracking.alias_version(NAME, "champion") == champion, "refused: nothing moved"
+    assert model_registry.alias_version(NAME, "champion") == champion, "refused: nothing moved"
     rollback(NAME, "on purpose", _state(), to_version=out.challenger, force=True)
-    assert tracking.alias_version(NAME, "champion") == out.challenger and history()[-1]["forced"] is True
+    assert model_registry.alias_version(NAME, "champion") == out.challenger and history()[-1]["forced"] is True
     rollback(NAME, "back", _state(), to_version=champion)
-    assert tracking.alias_version(NAME, "champion") == champion
+    assert model_registry.alias_version(NAME, "champion") == champion
 
 
 def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
     from flows.continual import continual_flow
 
-    champion = tracking.alias_version(NAME, "champion")
+    champion = model_registry.alias_version(NAME, "champion")
     write_corpus(home / "landing-c", seed=21, shift=True, docs=300, files=1)
     results: list = []
     cycles = [
@@ -213,7 +214,7 @@ def test_two_concurrent_cycles_promote_at_most_once(home: Path) -> None:
     promoted = [r for r in results if r.promoted]
     assert len(promoted) <= 1
     expected = promoted[0].challenger if promoted else champion
-    assert tracking.alias_version(NAME, "champion") == expected
+    assert model_registry.alias_version(NAME, "champion") == expected
     assert len(json.loads((state_dir() / "watermark.json").read_text())) == 3  # batches b, harm and c
 
 

@@ -48,7 +48,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     rows = (json.loads(line) for f in sorted(root.rglob("*.jsonl")) for line in f.open())
     texts = (r["text"] for r in rows if isinstance(r.get("text"), str))
     tokenizer = root / "tokenizer"
-    train_bpe(texts, TokenizerConfig().vocab_size, 2, tokenizer)
+    train_bpe(texts, TokenizerConfig().vocab_size, 2, out_dir=tokenizer)
     return root, str(tokenizer)
 
 

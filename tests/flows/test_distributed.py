@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_two_process_gloo_training_logs_once_and_saves_once(tmp_path: Path) -> None:
     texts = [f"the ship sails at dawn number {i % 50}" for i in range(400)]
-    tokenizer = train_bpe(texts, 300, 1, tmp_path / "tokenizer")
+    tokenizer = train_bpe(texts, 300, 1, out_dir=tmp_path / "tokenizer")
     rng = np.random.default_rng(0)
     ids = rng.integers(0, len(tokenizer), size=(128, 32)).tolist()
     Dataset.from_dict({"input_ids": ids}).save_to_disk(str(tmp_path / "blocks" / "train"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lmloop.core.config import PipelineConfig
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 
 pytestmark = pytest.mark.slow
 STEPS = {
@@ -56,7 +56,7 @@ def test_classification_head_beats_chance_and_registers_with_its_label_map(
     if metrics["accuracy"] < metrics["baseline_accuracy"]:  # 30 steps of a tiny model: it loses here
         assert "baseline" in out.not_promoted and out.aliases == [], "a loser is never crowned"
         assert version.tags["gate.decision"] == "rejected" and "Not a champion" in version.description
-        assert tracking.alias_version(out.model_name, "champion") is None
+        assert model_registry.alias_version(out.model_name, "champion") is None
     assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 2
     assert metrics["accuracy_difference_ci95_low"] <= metrics["accuracy"] - metrics["baseline_accuracy"]
     assert metrics["accuracy"] - metrics["baseline_accuracy"] <= metrics["accuracy_difference_ci95_high"]
@@ -97,7 +97,8 @@ def test_a_warm_start_takes_the_champions_architecture_and_refuses_a_contradicti
     """Regression: a warm start used to pack ``cfg.model.block_size`` blocks whatever the champion's
     positions were. Without a model section the champion's architecture is used; a contradiction is refused."""
     from flows.finetune import finetune_flow
-    from lmloop.core.config import ConfigError, load_config
+    from lmloop.core.config import ConfigError
+    from lmloop.core.presets import load_config
     from lmloop.training.pretrain import model_config_of
 
     sets = [f"{k}={v}" for k, v in {**STEPS["finetune"], "max_steps": 10}.items()]
@@ -130,7 +131,7 @@ def test_a_worse_classifier_keeps_the_champion_classifier(
     cfg = _config(tiny_config)
     good = SHARED.get("classifier") or finetune_flow(task="classification", config=cfg, data=[str(corpus)])
     name = good.model_name
-    tracking.set_alias(name, "champion", good.model_version)
+    model_registry.set_alias(name, "champion", good.model_version)
     weak = cfg.model_copy(
         update={"finetune": cfg.finetune.model_copy(update={"epochs": 1, "classifier_learning_rate": 1e-7})}
     )
@@ -147,7 +148,7 @@ def test_a_worse_classifier_keeps_the_champion_classifier(
         state=State(settings.home().state),
     )
     assert outcome.promoted is False and "not better" in outcome.reason and "95% CI" in outcome.reason
-    assert tracking.alias_version(name, "champion") == good.model_version
+    assert model_registry.alias_version(name, "champion") == good.model_version
     tags = tracking.client().get_model_version(name, bad.model_version).tags
     assert float(tags["gate.accuracy_difference_ci95_high"]) < 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmloop.core.config import PipelineConfig
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 from tests.conftest import MLFLOW_URIS
 from tests.pretrained import hub_cache, texts_of, tiny_bert, tiny_gpt2, tiny_llama
 
@@ -104,7 +104,7 @@ def test_lmloop_run_from_a_pretrained_llama_then_a_continual_cycle_on_it(
     summary = continual_flow(config=cycle, incoming=str(landing))
     assert summary.previous_champion == out.model_version and summary.challenger, summary
     assert summary.promoted in (True, False) and summary.reason
-    challenger = tracking.fetch_model("pretrained-run", summary.challenger, tmp_path / "challenger")
+    challenger = model_registry.fetch_model("pretrained-run", summary.challenger, tmp_path / "challenger")
     assert json.loads((Path(challenger["model_dir"]) / "config.json").read_text())["model_type"] == "llama"
     tokenizer = Path(challenger["tokenizer_dir"]) / "tokenizer.json"
     assert tokenizer.read_bytes() == (folder / "tokenizer.json").read_bytes()

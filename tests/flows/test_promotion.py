@@ -7,7 +7,7 @@ import pytest
 from lmloop.core import settings
 from lmloop.data.state import State
 from lmloop.promotion.moves import promote_if_better, rollback
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 
 STATE = State(settings.home().state)
 
@@ -29,7 +29,9 @@ def _versions(trained: dict, n: int) -> list[str]:
     model_dir = Path(trained["work_dir"]) / "model"
     copies = [shutil.copytree(model_dir, Path(tempfile.mkdtemp()) / "model") for _ in range(n)]
     return [
-        tracking.register_transformers_model(trained["run_id"], copy, "promo-test", {}, "test", "Once upon")
+        model_registry.register_transformers_model(
+            trained["run_id"], copy, "promo-test", tags={}, description="test", input_example="Once upon"
+        )
         for copy in copies
     ]
 
@@ -38,8 +40,12 @@ def test_registering_the_same_model_twice_is_idempotent(trained: dict) -> None:
     from pathlib import Path
 
     model_dir = Path(trained["work_dir"]) / "model"
-    first = tracking.register_transformers_model(trained["run_id"], model_dir, "idem-test", {"a": 1}, "d", "Once")
-    again = tracking.register_transformers_model(trained["run_id"], model_dir, "idem-test", {"a": 1}, "d", "Once")
+    first = model_registry.register_transformers_model(
+        trained["run_id"], model_dir, "idem-test", tags={"a": 1}, description="d", input_example="Once"
+    )
+    again = model_registry.register_transformers_model(
+        trained["run_id"], model_dir, "idem-test", tags={"a": 1}, description="d", input_example="Once"
+    )
     assert first == again
     (version,) = tracking.client().search_model_versions("name='idem-test'")
     assert version.tags["a"] == "1" and version.description == "d" and "lmloop.registration_key" in version.tags
@@ -47,7 +53,7 @@ def test_registering_the_same_model_twice_is_idempotent(trained: dict) -> None:
 
 def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once(trained: dict) -> None:
     first, second, third = _versions(trained, 3)
-    tracking.set_alias("promo-test", "champion", first)
+    model_registry.set_alias("promo-test", "champion", first)
     results = {}
 
     def challenge(version: str) -> None:
@@ -70,16 +76,16 @@ def test_concurrent_challengers_judged_against_one_champion_promote_at_most_once
     assert len(promoted) == 1, results
     loser = ({second, third} - set(promoted)).pop()
     assert "champion moved" in results[loser].reason
-    assert tracking.alias_version("promo-test", "champion") == promoted[0]
-    assert tracking.alias_version("promo-test", "previous_champion") == first
-    assert tracking.alias_version("promo-test", "challenger") == loser
+    assert model_registry.alias_version("promo-test", "champion") == promoted[0]
+    assert model_registry.alias_version("promo-test", "previous_champion") == first
+    assert model_registry.alias_version("promo-test", "challenger") == loser
     tags = tracking.client().get_model_version("promo-test", loser).tags
     assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == promoted[0]
 
 
 def test_a_rejected_challenger_never_becomes_champion(trained: dict) -> None:
     (version,) = _versions(trained, 1)
-    before = tracking.alias_version("promo-test", "champion")
+    before = model_registry.alias_version("promo-test", "champion")
     out = promote_if_better(
         "promo-test",
         version,
@@ -89,15 +95,15 @@ def test_a_rejected_challenger_never_becomes_champion(trained: dict) -> None:
         numbers={},
         state=STATE,
     )
-    assert not out.promoted and tracking.alias_version("promo-test", "champion") == before
+    assert not out.promoted and model_registry.alias_version("promo-test", "champion") == before
 
 
 def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
-    champion = tracking.alias_version("promo-test", "champion")
-    previous = tracking.alias_version("promo-test", "previous_champion")
+    champion = model_registry.alias_version("promo-test", "champion")
+    previous = model_registry.alias_version("promo-test", "previous_champion")
     out = rollback("promo-test", "regression reported by users", STATE)
-    assert out.champion_version == previous and tracking.alias_version("promo-test", "champion") == previous
-    assert tracking.alias_version("promo-test", "previous_champion") == champion
+    assert out.champion_version == previous and model_registry.alias_version("promo-test", "champion") == previous
+    assert model_registry.alias_version("promo-test", "previous_champion") == champion
     assert (
         tracking.client().get_model_version("promo-test", previous).tags["rollback.reason"]
         == "regression reported by users"
@@ -105,4 +111,4 @@ def test_rollback_moves_champion_back_and_records_why(trained: dict) -> None:
     assert history()[-1]["event"] == "rollback" and history()[-1]["reason"] == "regression reported by users"
     with pytest.raises(Exception, match="999"):
         rollback("promo-test", "typo", STATE, to_version="999")
-    assert tracking.alias_version("promo-test", "champion") == previous, "a failed rollback moves nothing"
+    assert model_registry.alias_version("promo-test", "champion") == previous, "a failed rollback moves nothing"

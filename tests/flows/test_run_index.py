@@ -29,7 +29,7 @@ def test_a_run_the_store_no_longer_has_is_replaced_by_a_new_one(prefect_harness)
 
     @flow
     def opener() -> str:
-        return start_tracking(PipelineConfig(), "lost-store", ["x.txt"], key, home).run_id
+        return start_tracking(PipelineConfig(), "lost-store", ["x.txt"], key=key, home=home).run_id
 
     collect = _Collect()
     logging.getLogger("prefect.task_runs").addHandler(collect)  # the run logger the Prefect UI shows

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.core.config import load_config
+from lmloop.core.presets import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from lmloop.core import settings
 from lmloop.core.config import PipelineConfig
 from lmloop.data.gate import DataValidationError
-from lmloop.registry import tracking
+from lmloop.registry import model_registry, tracking
 from tests.conftest import store_client
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_flow_trains_evaluates_and_registers_a_champion(trained: dict, tiny_config: PipelineConfig) -> None:
     name = tiny_config.registry.model_name
     assert trained["model_name"] == name and trained["aliases"] == ["champion"]
-    assert tracking.alias_version(name, "champion") == trained["model_version"]
+    assert model_registry.alias_version(name, "champion") == trained["model_version"]
     version = tracking.client().get_model_version(name, trained["model_version"])
     assert version.tags["config_hash"] == tiny_config.digest()
     assert len(version.tags["manifest_digest"]) == 16
@@ -100,7 +100,7 @@ def test_the_first_champion_is_set_under_the_lock_and_recorded(trained: dict, ti
     assert [e["champion"] for e in firsts] == [trained["model_version"]]
     assert tracking.client().get_model_version(name, trained["model_version"]).tags["gate.decision"] == "first champion"
     assert not first_champion(name, "999", state), "a model that has a champion keeps it"
-    assert tracking.alias_version(name, "champion") == trained["model_version"]
+    assert model_registry.alias_version(name, "champion") == trained["model_version"]
 
 
 def test_prefect_sees_the_data_flowing_from_task_to_task(trained: dict) -> None:

@@ -31,10 +31,10 @@ TRAIN = textwrap.dedent(
     rng = np.random.default_rng(0)
     blocks = Dataset.from_dict({"input_ids": rng.integers(0, vocab, size=(256, block)).tolist()})
     torch.manual_seed(0)
-    model = build_causal_lm("llama", vocab, 4, 384, 6, block, eos_token_id=0)
+    model = build_causal_lm("llama", vocab, 4, n_embd=384, n_head=6, block_size=block, eos_token_id=0)
     cfg = TrainConfig(max_steps=int(sys.argv[2]), batch_size=4, learning_rate=1e-3, warmup_steps=2,
                       log_every=1, checkpoint_every=1, keep_checkpoints=3)
-    result = train_causal_lm(model, blocks, cfg, None, Path(sys.argv[1]))
+    result = train_causal_lm(model, blocks, cfg, checkpoint_dir=Path(sys.argv[1]))
     print("RESUMED_FROM", result.resumed_from, "STEPS", result.steps, flush=True)
     """
 )

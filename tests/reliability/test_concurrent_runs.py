@@ -33,7 +33,7 @@ def test_two_runs_on_the_same_files_at_once(tmp_path: Path) -> None:
         rows = [{"text": f"file {f} document {i} " + "words " * (i % 40)} for i in range(3000)]
         (data / f"part-{f}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = tmp_path / "tokenizer"
-    train_bpe([f"document {i} words" for i in range(200)], 300, 1, tokenizer)
+    train_bpe([f"document {i} words" for i in range(200)], 300, 1, out_dir=tokenizer)
     cache = tmp_path / "cache"
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=context) as pool:
@@ -61,15 +61,15 @@ def test_a_truncated_cache_entry_is_rebuilt_not_read(tmp_path: Path) -> None:
     (data / "a.jsonl").write_text("".join(json.dumps({"text": f"document {i} words " * 5}) + "\n" for i in range(400)))
     (source,), _ = discover([str(data)])
     validation = ValidationConfig(min_rows=1)
-    first = process_file(source, DataConfig(), validation, tmp_path / "shards")
+    first = process_file(source, DataConfig(), validation, cache=tmp_path / "shards")
     shard = Path(first.shard)
     whole = shard.read_bytes()
     shard.write_bytes(whole[: len(whole) // 2])
-    again = process_file(source, DataConfig(), validation, tmp_path / "shards")
+    again = process_file(source, DataConfig(), validation, cache=tmp_path / "shards")
     assert again.rows_accepted == first.rows_accepted and shard.read_bytes() == whole, "read again, not reused"
 
     tokenizer = tmp_path / "tokenizer"
-    train_bpe([f"document {i} words" for i in range(200)], 300, 1, tokenizer)
+    train_bpe([f"document {i} words" for i in range(200)], 300, 1, out_dir=tokenizer)
     (tokens,) = tokenize_shards([str(shard)], tokenizer, tmp_path / "tokens")["paths"]
     cached = Path(tokens).read_bytes()
     Path(tokens).write_bytes(cached[:-100])

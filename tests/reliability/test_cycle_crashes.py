@@ -54,7 +54,7 @@ def _state(home: Path) -> dict:
 def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
     home: Path, prefect_api: str, point: str
 ) -> None:
-    from lmloop.registry import tracking
+    from lmloop.registry import model_registry, tracking
 
     landing = home / f"landing-{point}"
     write_corpus(landing, seed=POINTS.index(point) + 30, shift=True, docs=200, files=1)
@@ -76,7 +76,7 @@ def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
         mine = [v for v in versions if v.tags.get("continual_batch") == batch]
         assert len(mine) == 1, "registered once"
         challenger = str(mine[0].version)
-        champion = tracking.alias_version(NAME, "champion")
+        champion = model_registry.alias_version(NAME, "champion")
     gates = [e for e in state["history"] if e.get("event") == "gate" and e["challenger"] == challenger]
     assert len(gates) == 1, "one decision, applied once"
     promoted = [e for e in state["history"] if e.get("event") in ("gate", "first_champion") and e["promoted"]]

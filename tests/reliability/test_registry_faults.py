@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from lmloop.data.state import State
 from lmloop.ops.servers import free_port, stop
 from lmloop.promotion.moves import first_champion
-from lmloop.registry import tracking
+from lmloop.registry import model_registry
 from tests.conftest import mlflow_store, store_client
 from tests.reliability.test_tracking_down import _server
 
@@ -108,6 +108,9 @@ def test_a_registry_read_error_never_crowns_an_untested_model(via_proxy: FaultyP
 
 def test_only_an_alias_that_does_not_exist_means_no_champion(via_proxy: FaultyProxy, tmp_path: Path) -> None:
     state = State(tmp_path / "state")
-    assert tracking.alias_version("fresh", "champion") is None and tracking.alias_version("crowned", "champion") == "1"
+    assert (
+        model_registry.alias_version("fresh", "champion") is None
+        and model_registry.alias_version("crowned", "champion") == "1"
+    )
     assert first_champion("fresh", "1", state) is True and _champion_upstream(via_proxy, "fresh") == "1"
     assert first_champion("crowned", "2", state) is False and _champion_upstream(via_proxy, "crowned") == "1"

@@ -107,7 +107,36 @@ def test_an_encoder_sees_its_special_tokens_a_decoder_its_text(bert: Path, texts
     tokenizer = load_tokenizer(bert)
     assert tokenizer.unk_token_id not in tokenizer(texts[0], add_special_tokens=False)["input_ids"]
     text = " ".join([texts[0].split()[1]] * 40)
-    encoded = encode([text], [0], tokenizer, 16, special=True).ids[0]
+    encoded = encode([text], [0], tokenizer, limit=16, special=True).ids[0]
     assert len(encoded) == 16 and encoded[0] == tokenizer.cls_token_id and encoded[-1] == tokenizer.sep_token_id
-    plain = encode([text], [0], tokenizer, 16).ids[0]
+    plain = encode([text], [0], tokenizer, limit=16).ids[0]
     assert len(plain) == 16 and tokenizer.cls_token_id not in plain
+
+
+def test_a_causal_base_with_pickle_weights_trains_only_when_the_user_opted_in(texts: list[str], tmp_path: Path) -> None:
+    """The opt-in reaches the LM path: continued training loads a ``pytorch_model.bin``-only folder (through
+    transformers' ``torch.load(weights_only=True)``) only when ``model.allow_pickle_weights`` let it resolve."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmloop.core.config import ModelConfig
+    from lmloop.training.pretrain import causal_lm, pretrained_ref
+    from lmloop.training.tokenizer import load_tokenizer
+
+    folder = tiny_gpt2(tmp_path / "gpt2", texts)
+    pickled = tmp_path / "pickled"  # an older checkpoint: transformers 5 writes safetensors only
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.config.save_pretrained(pickled)
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    load_tokenizer(str(folder)).save_pretrained(str(pickled))
+    assert (pickled / "pytorch_model.bin").exists() and not (pickled / "model.safetensors").exists()
+    with pytest.raises(UnsafeWeights):
+        resolve(str(pickled))
+    base = pretrained_ref(resolve(str(pickled), allow_pickle=True), ModelConfig(), task="lm")
+    assert base.pickle_weights
+    tokenizer = load_tokenizer(base.tokenizer_dir)
+    with pytest.raises(OSError):  # safetensors only: the default refuses to read the pickle
+        causal_lm(tokenizer, ModelConfig(), base.dir, lora=False)
+    loaded = causal_lm(tokenizer, ModelConfig(), base.dir, lora=False, safe_only=not base.pickle_weights)
+    assert loaded.config.model_type == "gpt2"
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items()), "its own weights"

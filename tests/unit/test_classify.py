@@ -6,7 +6,8 @@ import torch
 
 from lmloop.data.sample_data import true_entropy, write_corpus
 from lmloop.evaluation.evaluate import DocScores, slice_metrics
-from lmloop.training.classify import classification_metrics, label_map, probe_metrics, tfidf_baseline
+from lmloop.training.baseline import classification_metrics, tfidf_baseline
+from lmloop.training.classify import label_map, probe_metrics
 
 
 def test_classification_metrics_and_report() -> None:
@@ -69,7 +70,7 @@ def test_lora_classifier_merges_into_a_plain_transformers_model(tmp_path) -> Non
     from lmloop.training.classify import build_classifier, merge_lora
     from lmloop.training.model import build_causal_lm
 
-    backbone = build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
+    backbone = build_causal_lm("llama", 64, 1, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
     backbone.save_pretrained(tmp_path / "backbone")
     labels = {"a": 0, "b": 1}
     model = build_classifier(str(tmp_path / "backbone"), labels, pad_token_id=0, lora=True)
@@ -121,7 +122,7 @@ def test_batches_pad_only_to_their_own_longest_text_and_weights_favour_rare_clas
 
 
 def test_paired_bootstrap_ci_of_the_accuracy_difference() -> None:
-    from lmloop.training.classify import accuracy_difference_ci
+    from lmloop.training.baseline import accuracy_difference_ci
 
     y = np.arange(400) % 4
     better = y.copy()
@@ -171,10 +172,14 @@ def test_task_adaptive_pretraining_lowers_the_lm_loss_on_the_task_texts(tmp_path
     base = _tiny_backbone(tmp_path / "lm")
     logged: list[float] = []
     cfg = FinetuneConfig(tapt_epochs=4, tapt_learning_rate=1e-2, batch_size=4)
-    out, steps = adapt(base, texts, 0, 16, cfg, tmp_path / "adapted", lambda m, s: logged.append(m["tapt_loss"]))
+    out, steps = adapt(
+        base, texts, 0, block_size=16, cfg=cfg, out=tmp_path / "adapted", log=lambda m, s: logged.append(m["tapt_loss"])
+    )
     assert out == str(tmp_path / "adapted") and steps > 0 and len(logged) == 4
     assert logged[-1] < logged[0] * 0.7, logged
-    assert adapt(base, texts, 0, 16, cfg.model_copy(update={"tapt_epochs": 0}), tmp_path / "x", None) == (base, 0)
+    assert adapt(
+        base, texts, 0, block_size=16, cfg=cfg.model_copy(update={"tapt_epochs": 0}), out=tmp_path / "x", log=None
+    ) == (base, 0)
 
 
 def test_the_classifier_trains_where_the_config_says() -> None:
@@ -199,9 +204,9 @@ def test_tapt_and_the_head_run_on_the_configured_device(tmp_path: Path) -> None:
 
     cfg = FinetuneConfig(tapt_epochs=1, epochs=2, batch_size=4)
     data = Encoded([[3, 4, 5], [9, 8, 7, 6]] * 8, np.array([0, 1] * 8))
-    backbone, _ = adapt(_tiny_backbone(tmp_path / "lm"), data, 0, 16, cfg, tmp_path / "adapted")
+    backbone, _ = adapt(_tiny_backbone(tmp_path / "lm"), data, 0, block_size=16, cfg=cfg, out=tmp_path / "adapted")
     model = build_classifier(backbone, {"a": 0, "b": 1}, 0, lora=False)
-    summary = fit(model, data, data, cfg, 2, 0)
+    summary = fit(model, data, data, cfg=cfg, classes=2, pad_id=0)
     assert next(model.parameters()).device.type == device_for(cfg).type
     assert summary["epochs_run"] >= 1 and predict(model, data, 0).shape == (16,)
 
@@ -216,9 +221,9 @@ def test_the_confusion_plot_of_300_labels_stays_small(tmp_path: Path) -> None:
     code = (
         "import json, resource, sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from lmloop.training.classify import plot_confusion\n"
+        "from lmloop.training.baseline import plot_confusion\n"
         "rng = np.random.default_rng(0); y = rng.integers(0, 300, 6000); p = np.where(rng.random(6000) < .7, y, 0)\n"
-        "plot_confusion(y, p, [f'label-{i}' for i in range(300)], Path(sys.argv[1]))\n"
+        "plot_confusion(y, p, [f'label-{i}' for i in range(300)], path=Path(sys.argv[1]))\n"
         "print(json.dumps({'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
     )
     out = tmp_path / "cm.png"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.core.config import ConfigError, PipelineConfig, load_config
+from lmloop.core.config import ConfigError, PipelineConfig
+from lmloop.core.presets import load_config
 from lmloop.core.settings import PROJECT_ROOT
 
 PRESETS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
@@ -52,9 +53,9 @@ def test_preset_model_sizes(preset: str, low: float, high: float) -> None:
             cfg.model.architecture,
             cfg.tokenizer.vocab_size,
             cfg.model.n_layer,
-            cfg.model.n_embd,
-            cfg.model.n_head,
-            cfg.model.block_size,
+            n_embd=cfg.model.n_embd,
+            n_head=cfg.model.n_head,
+            block_size=cfg.model.block_size,
             eos_token_id=0,
         )
     assert low <= model.num_parameters() <= high
@@ -118,7 +119,7 @@ def test_an_override_changes_only_the_key_it_names_in_every_section(monkeypatch:
 
 
 def test_form_knobs_replace_the_preset_and_set_steps() -> None:
-    from lmloop.core.config import with_knobs
+    from lmloop.core.presets import with_knobs
 
     tiny = load_config("tiny")
     assert with_knobs(tiny) == tiny

@@ -9,7 +9,7 @@ from datasets import Dataset
 from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.data.cleaning import doc_id, normalize_text
 from lmloop.data.file_reports import manifest_digest
-from lmloop.data.ingest import ingest_files
+from lmloop.data.planning import ingest_files
 from lmloop.data.readers import Columns, ReadError, read_rows
 from lmloop.data.sources import SourceError, SourceFile, discover
 from lmloop.data.splits import split_of
@@ -23,7 +23,7 @@ def _write_jsonl(path: Path, texts: list[str]) -> None:
 
 
 def _ingest(tmp_path: Path, *sources: str, data: DataConfig = DATA):
-    return ingest_files(list(sources), data, VALID, tmp_path / "cache")
+    return ingest_files(list(sources), data, VALID, cache=tmp_path / "cache")
 
 
 def test_split_of_uses_fractions_and_is_stable() -> None:

@@ -50,7 +50,7 @@ def test_mismatched_documents_are_refused() -> None:
 def test_labels_whose_documents_the_champion_now_fits_worse_leave_the_forgetting_guard() -> None:
     """The data that still holds: a label drifted when the champion is clearly worse on its new documents
     than on its old ones; stable labels and unlabelled documents stay under the guard."""
-    from lmloop.continual.cycle import drifted_labels, still_holding
+    from lmloop.continual.judge import drifted_labels, still_holding
 
     def rows(labels: list) -> list[dict]:
         return [{"text": "t", "doc_id": str(i), "label": label} for i, label in enumerate(labels)]
@@ -63,10 +63,10 @@ def test_labels_whose_documents_the_champion_now_fits_worse_leave_the_forgetting
     old = rows(["news"] * 6 + ["sport"] * 6 + ["rare"] * 6 + [None] * 6)
     champion_new = scores([2.0] * 6 + [0.62] * 6 + [3.0] * 6 + [3.0] * 2)
     champion_old = scores([0.6] * 6 + [0.6] * 6 + [0.6] * 6 + [0.6] * 6)
-    drifted = drifted_labels(new, champion_new, old, champion_old, bits=0.1)
+    drifted = drifted_labels(new, champion_new, old, old_scores=champion_old, bits=0.1)
     assert list(drifted) == ["news"] and drifted["news"] == pytest.approx((0.6, 2.0))
     assert still_holding(old, drifted).tolist() == [False] * 6 + [True] * 18, "sport stable, rare too few, None kept"
-    assert drifted_labels(new, champion_new, old, champion_old, bits=5.0) == {}
+    assert drifted_labels(new, champion_new, old, old_scores=champion_old, bits=5.0) == {}
 
 
 @contextlib.contextmanager
@@ -108,7 +108,7 @@ def test_a_cycle_not_yet_judged_is_re_planned_when_the_champion_moved(tmp_path) 
 def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(tmp_path) -> None:
     from lmloop.data.state import State
     from lmloop.promotion.moves import promote_if_better
-    from lmloop.registry import tracking
+    from lmloop.registry import model_registry
 
     state = State(tmp_path / "state")
     with _registry(tmp_path, versions=3) as client:
@@ -116,7 +116,7 @@ def test_a_challenger_judged_against_a_champion_that_moved_leaves_its_batch_new(
         kw = {"judged_against": "1", "promote": True, "reason": "better", "numbers": {}, "state": state}
         outcome = promote_if_better("m", "3", **kw)
         assert outcome.champion_moved and not outcome.promoted and "left new" in outcome.reason
-        assert tracking.alias_version("m", "champion") == "2"
+        assert model_registry.alias_version("m", "champion") == "2"
         assert promote_if_better("m", "3", **kw).champion_moved, "a rerun after a crash says the same"
         client.set_registered_model_alias("m", "champion", "1")
         assert not promote_if_better("m", "1", **{**kw, "promote": False}).champion_moved

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_vocabulary_is_padded_to_a_multiple_of_64_and_padding_is_never_generated() -> None:
     assert [padded_vocab(n) for n in (64, 65, 2048, 50257)] == [64, 128, 2048, 50304]
     torch.manual_seed(0)
-    model = build_causal_lm("gpt2", 100, 1, 32, 2, 32, eos_token_id=0)
+    model = build_causal_lm("gpt2", 100, 1, n_embd=32, n_head=2, block_size=32, eos_token_id=0)
     assert model.config.vocab_size == 128 and model.generation_config.suppress_tokens == list(range(100, 128))
     with torch.no_grad():  # make the padding rows the most likely tokens: generation must still avoid them
         model.get_output_embeddings().weight[100:] = 5 * model.get_output_embeddings().weight[:28].abs().max()
@@ -45,7 +45,7 @@ def test_the_chunked_head_and_loss_equal_the_models_own_loss_and_gradients() -> 
     for mine, theirs in zip(torch.autograd.grad(chunked, (hidden, weight)), grads, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7)
     for architecture in ("llama", "gpt2"):
-        model = build_causal_lm(architecture, 100, 2, 32, 2, 16, eos_token_id=0)
+        model = build_causal_lm(architecture, 100, 2, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
         ids = torch.randint(0, 100, (2, 16))
         assert CausalLMLoss(model, chunked=True).chunked
         assert CausalLMLoss(model, True)(input_ids=ids).item() == pytest.approx(
@@ -60,7 +60,7 @@ def _blocks() -> Dataset:
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_causal_lm("llama", 64, 1, 32, 2, 16, eos_token_id=0)
+    return build_causal_lm("llama", 64, 1, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
 
 
 def test_micro_batches_split_an_optimizer_step_without_changing_it() -> None:
@@ -100,7 +100,7 @@ def test_micro_batch_candidates_and_plan() -> None:
 
 
 def test_mfu_counts_every_parameter_and_never_exceeds_one(tmp_path: Path) -> None:
-    model = build_causal_lm("gpt2", 100, 2, 32, 2, 16, eos_token_id=0)
+    model = build_causal_lm("gpt2", 100, 2, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
     assert flops.flops_per_token(model, 16) == 6 * model.num_parameters() + 12 * 2 * 32 * 16
     cache = tmp_path / "peak_flops.json"
     cache.write_text(json.dumps({flops._key(torch.device("cpu")): 1e6}))  # measured on a very busy machine

@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from lmloop.core.config import DataConfig, ValidationConfig
 from lmloop.data.gate import DataValidationError, gate
-from lmloop.data.ingest import ingest_files
+from lmloop.data.planning import ingest_files
 from lmloop.data.sources import SourceError, format_of
 
 VALID = ValidationConfig(min_rows=1)
@@ -28,7 +28,7 @@ def test_compressed_files_are_read_transparently_with_the_raw_files_hash(tmp_pat
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(jsonl))
     (tmp_path / "b.txt.gz").write_bytes(gzip.compress("\n\n".join(TEXTS).encode()))
     (tmp_path / "c.csv.bz2").write_bytes(bz2.compress(("text\n" + "\n".join(TEXTS) + "\n").encode()))
-    reports = ingest_files([str(tmp_path)], DataConfig(), VALID, tmp_path / "cache")
+    reports = ingest_files([str(tmp_path)], DataConfig(), VALID, cache=tmp_path / "cache")
     assert [(Path(r.uri).name, r.format, r.status) for r in reports] == [
         ("a.jsonl.gz", "jsonl", "accepted"),
         ("b.txt.gz", "txt", "accepted"),
@@ -46,7 +46,7 @@ def test_a_byte_order_mark_is_read_as_utf8(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_bytes(bom + "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode())
     (tmp_path / "c.csv").write_bytes(bom + ("text,label\n" + "".join(f"{t},x\n" for t in TEXTS)).encode())
     (tmp_path / "d.json").write_bytes(bom + json.dumps([{"text": t} for t in TEXTS]).encode())
-    reports = ingest_files([str(tmp_path)], DataConfig(), VALID, tmp_path / "cache")
+    reports = ingest_files([str(tmp_path)], DataConfig(), VALID, cache=tmp_path / "cache")
     assert [r.status for r in reports] == ["accepted"] * 4, [r.reasons for r in reports]
     assert all(_texts(r) == TEXTS for r in reports), "no invisible \\ufeff left in the first document or header"
 
@@ -62,7 +62,7 @@ def test_nothing_is_skipped_in_silence(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (data / "linked").symlink_to(elsewhere, target_is_directory=True)
-    reports = ingest_files([str(data)], DataConfig(), VALID, tmp_path / "cache")
+    reports = ingest_files([str(data)], DataConfig(), VALID, cache=tmp_path / "cache")
     skipped = {Path(r.uri).name: r.reasons[0] for r in reports if r.status == "skipped"}
     assert set(skipped) == {"report.docx", ".DS_Store", "_drafts", "linked"}
     assert "unsupported file type .docx" in skipped["report.docx"] and "symlinked folder" in skipped["linked"]
@@ -75,7 +75,7 @@ def test_nothing_is_skipped_in_silence(tmp_path: Path) -> None:
     (only / "a.docx").write_bytes(b"x")
     (only / "b.pdf").write_bytes(b"x")
     with pytest.raises(SourceError, match=r"found only: \.docx, \.pdf.*reads \.txt, \.jsonl"):
-        ingest_files([str(only)], DataConfig(), VALID, tmp_path / "cache")
+        ingest_files([str(only)], DataConfig(), VALID, cache=tmp_path / "cache")
 
 
 def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
     (data / "good.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     evil = "evil\n  - forged.txt: all good | accepted | 1 | 1 | 0 |\n.txt"
     (data / evil).write_bytes(b"caf\xe9\n")  # not UTF-8: rejected, so it shows in the console message too
-    reports = ingest_files([str(data)], DataConfig(), VALID, tmp_path / "cache")
+    reports = ingest_files([str(data)], DataConfig(), VALID, cache=tmp_path / "cache")
     strict = ValidationConfig(min_rows=1, max_failed_file_share=0.0)
     with pytest.raises(DataValidationError) as refused:
         gate(reports, data=DataConfig(), validation=strict, out=tmp_path / "out", quarantine_dir=tmp_path / "q")
@@ -113,7 +113,9 @@ def test_small_files_checked_together_get_the_reports_they_would_get_alone(tmp_p
     lenient = ValidationConfig(min_rows=1, mostly=0.5)
     for validation in (VALID, lenient):
         together = process_small_files(files, DataConfig(), validation, tmp_path / f"together-{validation.mostly}")
-        alone = [process_file(f, DataConfig(), validation, tmp_path / f"alone-{validation.mostly}") for f in files]
+        alone = [
+            process_file(f, DataConfig(), validation, cache=tmp_path / f"alone-{validation.mostly}") for f in files
+        ]
         strip = [(r.status, r.rows_read, r.rows_accepted, r.reasons) for r in together]
         assert strip == [(r.status, r.rows_read, r.rows_accepted, r.reasons) for r in alone], validation
         for mine, theirs in zip(together, alone, strict=True):

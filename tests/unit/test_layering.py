@@ -26,7 +26,13 @@ STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "LMLOOP_LOCK_URL", "LMLOOP_MLFLOW_UI_U
 # the library's rooms, lowest first: a room imports only rooms below it (and itself)
 ROOMS = ("core", "data", "training", "evaluation", "registry", "promotion", "continual", "ops")
 # what a flow may not call itself (it calls a task, which calls these): MLflow and the durable state
-FLOWS_MAY_NOT_IMPORT = ("mlflow", "lmloop.registry.tracking", "lmloop.data.state", "lmloop.promotion.moves")
+FLOWS_MAY_NOT_IMPORT = (
+    "mlflow",
+    "lmloop.registry.tracking",
+    "lmloop.registry.model_registry",
+    "lmloop.data.state",
+    "lmloop.promotion.moves",
+)
 
 
 def _modules() -> dict[str, Path]:

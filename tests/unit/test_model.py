@@ -18,14 +18,14 @@ def test_models_made_in_threads_at_once_keep_their_tied_output_layer(tmp_path: P
     Two continual cycles in one process's threads registered a model whose output layer was left on the
     meta device, and the process kept ``tie_weights`` off afterwards. Without lmloop's lock, every model
     here came out untied."""
-    build_causal_lm("llama", 300, 2, 32, 2, 64, eos_token_id=0).save_pretrained(tmp_path)
+    build_causal_lm("llama", 300, 2, n_embd=32, n_head=2, block_size=64, eos_token_id=0).save_pretrained(tmp_path)
     tie_weights = PreTrainedModel.tie_weights
     made: list[bool] = []
 
     def make() -> None:
         for _ in range(4):
             made.append(_tied(load_pretrained(AutoModelForCausalLM, tmp_path)))
-            made.append(_tied(build_causal_lm("llama", 300, 2, 32, 2, 64, eos_token_id=0)))
+            made.append(_tied(build_causal_lm("llama", 300, 2, n_embd=32, n_head=2, block_size=64, eos_token_id=0)))
 
     threads = [threading.Thread(target=make) for _ in range(4)]
     for t in threads:

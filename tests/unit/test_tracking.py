@@ -41,7 +41,10 @@ def test_runs_logging_one_dataset_at_once_all_link_to_it(tmp_path: Path) -> None
             e
             for digest in digests
             for e in _at_once(
-                [lambda r=r, d=digest: tracking.log_dataset(r, "validation", d, __file__, "eval") for r in runs]
+                [
+                    lambda r=r, d=digest: tracking.log_dataset(r, "validation", d, source=__file__, context="eval")
+                    for r in runs
+                ]
             )
         ]
     assert errors == []

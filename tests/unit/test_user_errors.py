@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.core.config import ConfigError, load_config
+from lmloop.core.config import ConfigError
+from lmloop.core.presets import load_config
 from tests.conftest import MLFLOW_URIS
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lmloop.core.config import ConfigError, ModelConfig, load_config
+from lmloop.core.config import ConfigError, ModelConfig
+from lmloop.core.presets import load_config
 from lmloop.registry.runs import RunIndex, run_key
 from lmloop.training.model import build_causal_lm
 from lmloop.training.pretrain import base_model_ref, model_config_of, warm_start_model
@@ -12,7 +13,9 @@ from lmloop.training.pretrain import base_model_ref, model_config_of, warm_start
 
 @pytest.mark.parametrize("architecture,positions", [("llama", 256), ("gpt2", 64)])
 def test_a_saved_models_architecture_is_read_back(tmp_path: Path, architecture: str, positions: int) -> None:
-    build_causal_lm(architecture, 300, 2, 32, 2, positions, eos_token_id=0).save_pretrained(tmp_path)
+    build_causal_lm(architecture, 300, 2, n_embd=32, n_head=2, block_size=positions, eos_token_id=0).save_pretrained(
+        tmp_path
+    )
     cfg = model_config_of(tmp_path)
     assert (cfg.architecture, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.block_size) == (
         architecture,
@@ -24,7 +27,7 @@ def test_a_saved_models_architecture_is_read_back(tmp_path: Path, architecture: 
 
 
 def test_the_base_models_architecture_wins_and_a_contradiction_names_both_values(tmp_path: Path) -> None:
-    build_causal_lm("llama", 300, 2, 32, 2, 256, eos_token_id=0).save_pretrained(tmp_path)
+    build_causal_lm("llama", 300, 2, n_embd=32, n_head=2, block_size=256, eos_token_id=0).save_pretrained(tmp_path)
     fetched = {"model_dir": str(tmp_path), "tokenizer_dir": str(tmp_path), "version": "3"}
     unset = load_config(None).model  # no preset: nothing about the model was said
     ref = base_model_ref("lmloop-small", fetched, unset)
