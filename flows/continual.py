@@ -7,12 +7,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from lmloop.continual.cycle import current_champion, cycle_config, require_champion
+from lmloop.continual.cycle import current_champion, cycle_config, one_at_a_time, require_champion
 from lmloop.continual.landing import nothing_new as nothing_to_do
 from lmloop.continual.values import CycleSummary
 from lmloop.core import settings
 from lmloop.core.config import PipelineConfig
 from lmloop.core.presets import with_knobs
+from lmloop.core.settings import Home
 from lmloop.data.gate import DataValidationError
 from lmloop.registry.runs import run_key
 from tasks.continual import (
@@ -23,6 +24,7 @@ from tasks.continual import (
     mix_and_pack,
     reject_files,
     start_cycle,
+    still_new,
 )
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
@@ -61,8 +63,18 @@ def continual_flow(
         summary = nothing_new(landing, name)
         return decided(summary, "nothing-new", summary.reason)
     require_champion(name)
-    sources = [f["staged"] for f in fresh]
     batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
+    with one_at_a_time(batch_key, home):  # another cycle on the same files: this one waits, then finds them consumed
+        if not still_new(fresh, home):
+            name_flow_run("continual-nothing-new")
+            summary = nothing_new(landing, name)
+            return decided(summary, "nothing-new", summary.reason)
+        return _cycle(config, fresh=fresh, batch_key=batch_key, home=home, name=name)
+
+
+def _cycle(config: PipelineConfig, *, fresh: list[dict[str, str]], batch_key: str, home: Home, name: str) -> State:
+    """The cycle on ``fresh`` (the batch ``batch_key``), from the MLflow run to the decision."""
+    sources = [f["staged"] for f in fresh]
     run_name = f"continual-{batch_key[:8]}"
     name_flow_run(run_name)  # the Prefect flow run and the MLflow run share the name
     with tracked_run(config, run_name, sources, home=home, key=batch_key) as run:

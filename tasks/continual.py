@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 
 from lmloop.continual import cycle, journal, judge
 from lmloop.continual.journal import apply_gate
-from lmloop.continual.landing import new_files, reject
+from lmloop.continual.landing import new_files, reject, unconsumed
 from lmloop.continual.report import report_mix
 from lmloop.core.config import ContinualConfig, EvalConfig
 from lmloop.core.settings import Home
@@ -28,6 +28,12 @@ from tasks.tracking import reporter
 def find_new_files(landing: str, home: Home, settle: float = 0.0) -> list[dict[str, str]]:
     """New landing files that stopped changing, copied into ``work/incoming`` (the cycle reads those copies)."""
     return new_files(Path(landing), State(home.state), home.work / "incoming", settle)
+
+
+@task
+def still_new(files: list[dict[str, str]], home: Home) -> bool:
+    """Whether no other cycle consumed any of ``files`` while this one waited for the batch."""
+    return len(unconsumed(files, State(home.state))) == len(files)
 
 
 @task

@@ -7,6 +7,8 @@ token ids come from the content-addressed cache. Every folder is an argument.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ import numpy as np
 from datasets import concatenate_datasets
 
 from lmloop.continual.journal import CycleJournal
+from lmloop.core import locks
 from lmloop.core.config import PipelineConfig
 from lmloop.core.errors import NoModel
 from lmloop.core.files import write_json
+from lmloop.core.settings import Home
 from lmloop.data.state import State
 from lmloop.data.values import Corpus
 from lmloop.training.packing import pack
@@ -46,6 +50,16 @@ def cycle_config(config: PipelineConfig, state_root: Path, batch: str) -> Pipeli
     frozen = [str(p) for slice_name, p in State(state_root).frozen_slices().items() if slice_name != batch]
     data = config.data.model_copy(update={"dedup_against_trained": True, "frozen_eval": frozen})
     return config.model_copy(update={"data": data})
+
+
+@contextmanager
+def one_at_a_time(batch_key: str, home: Home) -> Iterator[None]:
+    """Cycles on the same batch (two ``lmloop continual`` commands, or the schedule and a person, that found
+    the same new files) run one after the other: the later one then finds the batch consumed and ends as
+    "nothing new", instead of judging documents the first one has just recorded as trained on."""
+    lock = home.state / "locks" / f"cycle-{batch_key[:16]}.db"
+    with locks.exclusive(f"cycle:{batch_key}", lock, timeout=7 * 24 * 3600.0):  # a cycle may take hours
+        yield
 
 
 def cycle_parent(name: str, batch: str, state: State) -> tuple[str, bool]:

@@ -168,6 +168,12 @@ def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def unconsumed(files: list[dict[str, str]], state: State) -> list[dict[str, str]]:
+    """The ``files`` (from :func:`new_files`) that no cycle has consumed since they were found."""
+    seen = state.watermark()
+    return [f for f in files if f["sha256"] not in seen]
+
+
 def reject(files: list[dict[str, str]], report: dict[str, Any], batch: str, state: State) -> list[str]:
     """Consume the files of ``batch`` the data gate rejected (``report``: the gate's), each with its reason;
     returns their landing URIs. The files that passed stay new."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lmloop.core.config import DataConfig
+from lmloop.core.files import private_tmp
 from lmloop.data import near_dups
 from lmloop.data.file_reports import FileReport, doc_ids, id_array
 from lmloop.data.signatures import shards_signatures, write_atomic
@@ -129,10 +130,12 @@ def trained_ids(store: Path) -> np.ndarray:
 
 
 def record_trained(store: Path, ids: np.ndarray) -> int:
-    """Add ``ids`` to the store (atomic replace); returns its new size."""
+    """Add ``ids`` to the store (atomic replace through a temporary name no other writer uses; the caller
+    holds the state lock, so no update is lost); returns its new size."""
     merged = np.union1d(trained_ids(store), ids.astype(np.uint64))
     store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.with_name(store.name + ".tmp.npy")
-    np.save(tmp, merged)
+    tmp = private_tmp(store)
+    with tmp.open("wb") as f:
+        np.save(f, merged)
     tmp.replace(store)
     return len(merged)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmloop.core import locks
 from lmloop.core.files import write_text_atomic
 from lmloop.data.dedup import History, record_trained, trained_ids
 from lmloop.data.file_reports import doc_ids
@@ -47,19 +49,28 @@ class State:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    def locked(self) -> AbstractContextManager[None]:
+        """The state lock: every read-modify-write of a record shared by cycles (the watermark, the trained
+        ids, the replay corpora) happens under it, so two ``lmloop continual`` commands, or a scheduled run and
+        a manual one, never lose each other's update. PostgreSQL with ``LMLOOP_LOCK_URL`` (a team's machines);
+        else a sqlite file of its own beside the promotion lock's (the two never nest)."""
+        return locks.exclusive(f"state:{self.root.name}", self.root / "state_lock.db")
+
     # -- continual: what landed and was consumed
     def watermark(self) -> dict[str, dict[str, str]]:
         return _read(self.root / "watermark.json", {})
 
     def advance_watermark(self, files: list[dict[str, str]], batch: str) -> None:
-        seen = self.watermark() | {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
-        _write(self.root / "watermark.json", seen)
+        with self.locked():
+            seen = self.watermark() | {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
+            _write(self.root / "watermark.json", seen)
 
     def reject_files(self, files: list[dict[str, str]], batch: str, reasons: dict[str, str]) -> None:
         """Landing files the data gate rejected (``reasons`` by file hash): consumed as rejected, so no later
         cycle reads them again or counts them against its batch. The quarantine keeps their copies."""
         rejected = {f["sha256"]: {"uri": f["uri"], "batch": batch, "rejected": reasons[f["sha256"]]} for f in files}
-        _write(self.root / "watermark.json", self.watermark() | rejected)
+        with self.locked():
+            _write(self.root / "watermark.json", self.watermark() | rejected)
 
     # -- documents already trained on
     @property
@@ -120,9 +131,10 @@ class State:
         return [Corpus(root=root) for root in _read(self.root / "corpora.json", [])]
 
     def remember_corpus(self, corpus: Corpus) -> None:
-        roots = [c.root for c in self.corpora()]
-        if corpus.root not in roots:
-            _write(self.root / "corpora.json", [*roots, corpus.root])
+        with self.locked():
+            roots = [c.root for c in self.corpora()]
+            if corpus.root not in roots:
+                _write(self.root / "corpora.json", [*roots, corpus.root])
 
     def record_training_data(self, corpus: Corpus, slice_name: str) -> int:
         """Once a model is registered: its training documents count as trained on, its corpus becomes a
@@ -131,7 +143,9 @@ class State:
         self.freeze_slice(corpus, slice_name)
         self._record_signatures(corpus, slice_name)
         train = corpus.keep()[corpus.split_index("train")]
-        return record_trained(self.trained_store, doc_ids(corpus.shards())[train])
+        ids = doc_ids(corpus.shards())[train]
+        with self.locked():
+            return record_trained(self.trained_store, ids)
 
     # -- continual cycles in progress (lmloop.continual.journal reads and writes them)
     def cycle_file(self, batch: str) -> Path:

@@ -10,14 +10,11 @@ machine of a team. Every move lands as tags on the version and a line in ``state
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lmloop.core import settings
+from lmloop.core import locks
 from lmloop.core.errors import NoModel, UserError
 from lmloop.core.faults import crash_point
 from lmloop.data.state import State
@@ -30,53 +27,8 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 @contextmanager
 def exclusive(name: str, state: State, timeout: float = 600.0) -> Iterator[None]:
     """Hold the promotion lock for ``name`` while the block runs (other holders wait up to ``timeout``)."""
-    url = settings.lock_url()
-    if url:
-        with _postgres_lock(url, name, timeout):
-            yield
-        return
-    state.root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(state.locks_db, timeout=timeout, isolation_level=None)
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, holder TEXT, since REAL)")
-        conn.execute("BEGIN EXCLUSIVE")
-        conn.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?)", (name, str(os.getpid()), time.time()))
+    with locks.exclusive(name, state.locks_db, timeout):
         yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _postgres_lock(url: str, name: str, timeout: float) -> Iterator[None]:
-    """A session-level advisory lock keyed by the name's hash; released on exit or if the holder dies."""
-    import hashlib
-
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise RuntimeError("LMLOOP_LOCK_URL is PostgreSQL: pip install 'lmloop[team]' (psycopg)") from exc
-
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    try:
-        conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
-    except (psycopg.Error, ValueError) as exc:  # never echo the URL's password
-        raise RuntimeError(settings.redact(f"LMLOOP_LOCK_URL {url}: cannot take the promotion lock: {exc}")) from None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
-            cur.execute("SELECT pg_advisory_lock(%s)", (key,))
-        try:
-            yield
-        finally:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
-    finally:
-        conn.close()
 
 
 def first_champion(name: str, version: str, state: State) -> bool:

@@ -9,6 +9,7 @@ device (bf16 on CUDA, fp32 on CPU), measured as the best of several short trials
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -81,20 +82,39 @@ def measured_peak(device: torch.device, cache: Path | None, refresh: bool = Fals
 
 
 class Utilisation:
-    """MFU over the measured peak and over the datasheet's; never above 1: a run that would exceed the
-    cached peak (measured on a busy machine) re-measures it, and the achieved rate bounds it from below."""
+    """MFU of a run on ``devices`` devices: what every process achieved together (``tokens_per_second`` counts
+    every rank's tokens) over the peak of all of them, the measured matmul peak's and the datasheet's.
 
-    def __init__(self, model: torch.nn.Module, block_size: int, device: torch.device, cache: Path | None) -> None:
+    A run faster than the measured peak says the peak is wrong (a cache measured on a busy machine): it is
+    measured once more; when the run still beats it, ``mfu_measured_peak`` is not reported (never a figure
+    made to fit), the datasheet's is, and a warning says the measured peak is unreliable."""
+
+    def __init__(
+        self, model: torch.nn.Module, block_size: int, device: torch.device, *, cache: Path | None, devices: int = 1
+    ) -> None:
         self.per_token = flops_per_token(model, block_size)
-        self.device, self.cache = device, cache
+        self.device, self.cache, self.devices = device, cache, devices
         self.measured = measured_peak(device, cache)
         self.datasheet = datasheet_peak(device)
+        self.remeasured = self.unreliable = False
 
     def __call__(self, tokens_per_second: float) -> dict[str, float]:
         achieved = self.per_token * tokens_per_second
-        if achieved > self.measured:
-            self.measured = max(measured_peak(self.device, self.cache, refresh=True), achieved)
-        out = {"mfu_measured_peak": achieved / self.measured}
+        if achieved > self.measured * self.devices and not self.remeasured:
+            self.measured, self.remeasured = measured_peak(self.device, self.cache, refresh=True), True
+        out = {}
+        if achieved <= self.measured * self.devices:
+            out["mfu_measured_peak"] = achieved / (self.measured * self.devices)
+        elif not self.unreliable:
+            self.unreliable = True
+            logging.getLogger(__name__).warning(
+                "the run reached %.3g FLOP/s on %d device(s), above the measured matmul peak of %.3g FLOP/s "
+                "each: that peak is unreliable, so mfu_measured_peak is not reported%s",
+                achieved,
+                self.devices,
+                self.measured,
+                " (mfu_datasheet is)" if self.datasheet else "",
+            )
         if self.datasheet:
-            out["mfu_datasheet"] = achieved / self.datasheet
+            out["mfu_datasheet"] = achieved / (self.datasheet * self.devices)
         return out

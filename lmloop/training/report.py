@@ -11,7 +11,7 @@ from lmloop.training.train import LogFn
 from lmloop.training.values import TrainedModel
 
 SUMMARY_METRICS = ("tokens_per_second", "parameters", "tokens", "mfu_measured_peak", "mfu_datasheet", "resumed_from")
-SUMMARY_METRICS += ("micro_batch_size", "grad_accum", "threads")
+SUMMARY_METRICS += ("devices", "micro_batch_size", "grad_accum", "threads")
 
 
 def with_progress(report: Reporter, total: int) -> LogFn:

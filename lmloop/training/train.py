@@ -57,8 +57,9 @@ class TrainResult:
     resumed_from: int
     stopped_early: bool
     best_val_loss: float | None
-    mfu_measured_peak: float
+    mfu_measured_peak: float | None  # None when the run beat the measured peak (unreliable)
     mfu_datasheet: float | None
+    devices: int  # the processes (one device each) the MFU figures are over
     micro_batch_size: int
     grad_accum: int
     threads: int
@@ -100,7 +101,8 @@ class Trainer:
         cuda = acc.device.type == "cuda"
         self.threads = torch.get_num_threads() if cuda else set_threads(cfg)
         self.block = len(train_blocks[0]["input_ids"])
-        self.utilisation = Utilisation(model, self.block, acc.device, cache_dir and cache_dir / "peak_flops.json")
+        peaks = cache_dir and cache_dir / "peak_flops.json"
+        self.utilisation = Utilisation(model, self.block, acc.device, cache=peaks, devices=acc.num_processes)
         self.kernels = lambda: attention_kernels(cfg.attention, acc.device)
         loss_module = CausalLMLoss(model, cfg.chunked_loss, torch.bfloat16 if cuda else None).to(acc.device)
         # one process: compile first, so the probe measures the very graph that then trains (no recompile)
@@ -290,8 +292,9 @@ class Trainer:
             resumed_from=self.resumed_from,
             stopped_early=stopped_early,
             best_val_loss=None if math.isinf(best_val) else best_val,
-            mfu_measured_peak=mfu["mfu_measured_peak"],
+            mfu_measured_peak=mfu.get("mfu_measured_peak"),
             mfu_datasheet=mfu.get("mfu_datasheet"),
+            devices=self.accelerator.num_processes,
             micro_batch_size=self.micro,
             grad_accum=self.accum,
             threads=self.threads,

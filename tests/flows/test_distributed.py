@@ -28,6 +28,7 @@ def test_two_process_gloo_training_logs_once_and_saves_once(tmp_path: Path) -> N
     blocks = Blocks(path=str(tmp_path / "blocks"), block_size=32, tokenizer=str(tmp_path / "tokenizer"))
     out = pretrain.train_model(blocks, model_cfg=model, train_cfg=cfg, out=tmp_path / "run", run_id=run_id).summary
     assert out["steps"] == 12 and out["tokens"] == 12 * 4 * 32 * 2, "tokens count both ranks"
+    assert out["devices"] == 2, "MFU over the peaks of both processes' devices"
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     assert json.loads((tmp_path / "run" / "model" / "train_summary.json").read_text())["steps"] == 12
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())

@@ -78,3 +78,37 @@ def test_a_truncated_cache_entry_is_rebuilt_not_read(tmp_path: Path) -> None:
     path, was_cached = tokenize_shard(str(shard), encoder(tokenizer), Path(tokens).parent)
     assert not was_cached and Path(path).read_bytes() == cached
     assert tokenize_shard(str(shard), encoder(tokenizer), Path(tokens).parent)[1], "a sealed entry is reused"
+
+
+def _close_many(root: str, worker: int, rounds: int) -> None:
+    """One `lmloop continual` command's share of cycle closes: its own files into the watermark, its own
+    corpus into the replay sources, its own document ids into the trained store, over and over."""
+    import numpy as np
+
+    from lmloop.data.dedup import record_trained
+    from lmloop.data.state import State
+    from lmloop.data.values import Corpus
+
+    state = State(root)
+    for r in range(rounds):
+        name = f"w{worker}-r{r}"
+        state.advance_watermark([{"sha256": name, "uri": f"file:///landing/{name}"}], f"batch-{name}")
+        state.remember_corpus(Corpus(root=f"/corpora/{name}"))
+        with state.locked():
+            record_trained(state.trained_store, np.array([worker * 1000 + r], dtype=np.uint64))
+
+
+def test_concurrent_cycle_closes_lose_no_update(tmp_path: Path) -> None:
+    """Before: the watermark, corpora.json and the trained ids were read, changed and rewritten without a lock
+    (and the ids through one fixed temporary name): four processes closing cycles at once lost updates."""
+    from lmloop.data.state import State
+
+    workers, rounds = 4, 12
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_close_many, [str(tmp_path)] * workers, range(workers), [rounds] * workers))
+    state = State(tmp_path)
+    names = {f"w{w}-r{r}" for w in range(workers) for r in range(rounds)}
+    assert set(state.watermark()) == names, "every file consumed, none lost"
+    assert {Path(c.root).name for c in state.corpora()} == names, "every corpus a replay source"
+    assert len(state.trained_ids()) == workers * rounds, "every trained id kept"
+    assert not list(tmp_path.glob("*.partial")), "no temporary file left behind"

@@ -99,16 +99,45 @@ def test_micro_batch_candidates_and_plan() -> None:
     assert plan_micro_batch(cfg.model_copy(update={"micro_batch_size": 64}), lambda rows: 1, cuda=True) == (64, 2)
 
 
-def test_mfu_counts_every_parameter_and_never_exceeds_one(tmp_path: Path) -> None:
+def test_mfu_counts_every_parameter_and_a_stale_peak_is_measured_again(tmp_path: Path) -> None:
     model = build_causal_lm("gpt2", 100, 2, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
     assert flops.flops_per_token(model, 16) == 6 * model.num_parameters() + 12 * 2 * 32 * 16
     cache = tmp_path / "peak_flops.json"
     cache.write_text(json.dumps({flops._key(torch.device("cpu")): 1e6}))  # measured on a very busy machine
-    util = flops.Utilisation(model, 16, torch.device("cpu"), cache)
+    util = flops.Utilisation(model, 16, torch.device("cpu"), cache=cache)
     assert util.measured == 1e6 and util.datasheet is None
     mfu = util(tokens_per_second=1e4)  # 1e4 tokens/s x ~1e6 FLOP/token is far above the stale 1 MFLOP/s peak
-    assert 0 < mfu["mfu_measured_peak"] <= 1 and "mfu_datasheet" not in mfu
-    assert json.loads(cache.read_text())[flops._key(torch.device("cpu"))] > 1e6, "the peak was measured again"
+    remeasured = json.loads(cache.read_text())[flops._key(torch.device("cpu"))]
+    assert remeasured > 1e6, "the peak was measured again"
+    assert mfu["mfu_measured_peak"] == pytest.approx(flops.flops_per_token(model, 16) * 1e4 / remeasured)
+
+
+def test_a_run_above_the_measured_peak_reports_no_figure_made_to_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the peak became max(re-measured, achieved), so a bad peak read as exactly 1.0."""
+    model = build_causal_lm("gpt2", 100, 2, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
+    monkeypatch.setattr(flops, "measure_matmul_peak", lambda device: 1e6)  # a peak that stays wrong
+    util = flops.Utilisation(model, 16, torch.device("cpu"), cache=tmp_path / "peak_flops.json")
+    util.datasheet = 1e15  # a known card's figure
+    with caplog.at_level("WARNING"):
+        mfu = util(tokens_per_second=1e4)
+    assert "mfu_measured_peak" not in mfu and "unreliable" in caplog.text
+    assert mfu["mfu_datasheet"] == pytest.approx(flops.flops_per_token(model, 16) * 1e4 / 1e15)
+
+
+def test_mfu_of_a_run_on_two_devices_is_over_both_peaks(tmp_path: Path) -> None:
+    """Before: tokens of every process over one device's peak, so N processes read N times their MFU."""
+    model = build_causal_lm("gpt2", 100, 2, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
+    cache = tmp_path / "peak_flops.json"
+    cache.write_text(json.dumps({flops._key(torch.device("cpu")): 1e12}))
+    one = flops.Utilisation(model, 16, torch.device("cpu"), cache=cache)
+    two = flops.Utilisation(model, 16, torch.device("cpu"), cache=cache, devices=2)
+    one.datasheet = two.datasheet = 1e14
+    both_ranks = 2e4  # tokens/s of both processes together: each does what the single one does
+    assert two(both_ranks)["mfu_measured_peak"] == pytest.approx(one(both_ranks / 2)["mfu_measured_peak"])
+    assert two(both_ranks)["mfu_datasheet"] == pytest.approx(one(both_ranks / 2)["mfu_datasheet"])
+    assert two(both_ranks)["mfu_measured_peak"] == pytest.approx(one(both_ranks)["mfu_measured_peak"] / 2)
 
 
 def test_the_gpu_benchmark_runs_end_to_end_on_cpu() -> None:

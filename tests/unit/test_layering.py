@@ -19,7 +19,7 @@ HOME_RESOLVERS = {"home", "lmloop_home", "mlruns_dir", "preset_dirs"}
 STORE_RESOLVERS = {"tracking_uri", "artifact_root", "lock_url", "mlflow_ui_url"}
 STORE_ADAPTERS = {
     "lmloop/registry/tracking.py": {"tracking_uri", "artifact_root"},
-    "lmloop/promotion/moves.py": {"lock_url"},
+    "lmloop/core/locks.py": {"lock_url"},
 }
 # the environment variables behind them: read by lmloop.core.settings alone
 STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "LMLOOP_LOCK_URL", "LMLOOP_MLFLOW_UI_URL", "LMLOOP_HOME")
@@ -165,7 +165,7 @@ def _store_calls(path: Path, source: str | None = None) -> list[str]:
 def test_the_stores_are_resolved_at_the_edge_and_read_only_by_their_adapters() -> None:
     """The tracking URI, artifact root, lock URL and UI address: resolved by the CLI and the flows and passed
     in (``status``, ``ui``, the home's UI address), read in the library only by MLflow's adapter (tracking
-    URI, artifact root) and the promotion lock (lock URL); no library module reads their variables."""
+    URI, artifact root) and the locks (lock URL); no library module reads their variables."""
     calls = [call for path in _library() for call in _store_calls(path)]
     assert calls == [], calls
     status = ROOT / "lmloop" / "ops" / "status.py"
