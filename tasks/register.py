@@ -12,6 +12,7 @@ from lmloop.registry import model_registry
 from lmloop.registry.report import report_registered, version_description
 from lmloop.registry.values import Registered
 from lmloop.training.bases import lineage_markdown
+from lmloop.training.pretrain import architecture_tag
 from lmloop.training.values import TrainedModel
 from tasks.tracking import reporter
 
@@ -34,6 +35,8 @@ def register_model(
     """Log + register the model; the first language model ever becomes ``champion`` (under the promotion
     lock). A classifier is crowned, or not, by its own gate (:func:`tasks.finetune.judge_new_classifier`)."""
     description = version_description(run.run_id, task, trained.metrics) + lineage_markdown(tags)
+    if task == "text-generation":  # a later warm start is checked against it before its run opens
+        tags = {**tags, **architecture_tag(trained.path)}
     version = model_registry.register_transformers_model(
         run.run_id,
         trained.path,

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.exceptions import TerminationSignal
 
 from lmloop.core.config import PipelineConfig
+from lmloop.core.errors import UserError
 from lmloop.core.faults import crash_point
 from lmloop.core.settings import Home
 from lmloop.core.values import Run
@@ -132,17 +133,24 @@ def tag_flow_run(*tags: str) -> None:
 
 @task
 def finish_tracking(run: Run, key: str, status: str, *, reason: str | None = None) -> None:
-    """``status``: complete (FINISHED), rejected (data gate, ``reason`` tagged; a re-run starts afresh) or
-    failed (resumable). An interrupted run (Ctrl-C, SIGTERM) ends KILLED, and is resumable too."""
+    """``status``: complete (FINISHED), rejected (data gate, ``reason`` tagged; a re-run starts afresh),
+    refused (a user's mistake found after the run opened, ``reason`` tagged and in its description: KILLED,
+    never FAILED; a re-run starts afresh) or failed (resumable). An interrupted run (Ctrl-C, SIGTERM) ends
+    KILLED, and is resumable."""
     if status == "rejected":
         tracking.set_tags(run.run_id, {"gate.decision": "data_rejected", "gate.reason": (reason or "")[:5000]})
+    if status == "refused":
+        why = (reason or "")[:5000]
+        tracking.set_tags(run.run_id, {"lmloop.outcome": "refused", "lmloop.refused": why})
+        tracking.set_tags(run.run_id, {"mlflow.note.content": f"**Refused:** {why}"})
     if status == "complete":
         try:  # a report: reading the task runs back must never fail the run it describes
             _stage_table(run)
         except Exception as exc:  # noqa: BLE001
             get_run_logger().warning("stage table not written: %s", exc)
-    tracking.finish_run(run.run_id, "FINISHED" if status == "complete" else "FAILED")
-    RunIndex(run.home.run_index).record(key, run.run_id, status)
+    ended = {"complete": "FINISHED", "refused": "KILLED"}.get(status, "FAILED")
+    tracking.finish_run(run.run_id, ended)
+    RunIndex(run.home.run_index).record(key, run.run_id, "rejected" if status == "refused" else status)
 
 
 class _Prefect:
@@ -196,6 +204,10 @@ def tracked_run(
     except DataValidationError as exc:
         finish_tracking(run, key, "rejected", reason=exc.details or str(exc))
         tag_flow_run("decision:data-rejected")
+        raise
+    except UserError as exc:  # found after the run opened: too little data to pack, a config the base contradicts
+        finish_tracking(run, key, "refused", reason=str(exc))
+        tag_flow_run("decision:refused")
         raise
     except Exception:
         finish_tracking(run, key, "failed")

@@ -55,7 +55,13 @@ def check_base(name: str, ref: str, model: ModelConfig) -> str:
 
     if is_pretrained(ref):
         return resolve(ref, allow_pickle=model.allow_pickle_weights, checksum=False).spec
-    return check_model(name, ref)
+    version = check_model(name, ref)
+    from lmloop.registry import tracking
+    from lmloop.training.pretrain import check_warm_start
+
+    tags = tracking.client().get_model_version(name, version).tags
+    check_warm_start(model, tags, f"{name} v{version}")  # a config that contradicts it: told before a run opens
+    return version
 
 
 def check_model(name: str, ref: str) -> str:

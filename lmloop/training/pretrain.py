@@ -169,6 +169,22 @@ def train_model(
     return TrainedModel(dir=str(model_dir), summary=json.loads((model_dir / "train_summary.json").read_text()))
 
 
+ARCHITECTURE_TAG = "lmloop.architecture"  # a registered version's architecture, read before a warm start's run opens
+
+
+def architecture_tag(model_dir: str | Path) -> dict[str, str]:
+    """The version tag that lets a warm start be checked against the config before its run opens."""
+    described = model_config_of(model_dir)
+    return {ARCHITECTURE_TAG: json.dumps({f: getattr(described, f) for f in ARCHITECTURE_FIELDS})}
+
+
+def check_warm_start(requested: ModelConfig, tags: dict[str, str], label: str) -> None:
+    """ConfigError when ``requested`` contradicts the architecture a registered version's tags record (a
+    version registered before the tag existed is checked when it is downloaded, inside the run)."""
+    if ARCHITECTURE_TAG in tags:
+        warm_start_model(requested, ModelConfig(**json.loads(tags[ARCHITECTURE_TAG])), label)
+
+
 def base_model_ref(name: str, fetched: dict[str, str], requested: ModelConfig) -> BaseModelRef:
     """A downloaded registered model (:func:`lmloop.registry.tracking.fetch_model`) with the architecture to
     continue with, checked against the config's (:func:`warm_start_model`)."""
