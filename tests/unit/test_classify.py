@@ -231,3 +231,33 @@ def test_the_confusion_plot_of_300_labels_stays_small(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"] < 2048  # torch and transformers alone take ~1 GB
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size < 2_000_000
+
+
+def test_the_best_epochs_weights_are_the_ones_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: untested. Validation macro-F1 falls after the first epoch: the classifier fit returns holds the
+    first epoch's weights, not the last one's."""
+    import copy
+
+    from lmloop.core.config import FinetuneConfig
+    from lmloop.training import classifier_training
+    from lmloop.training.classifier_training import Encoded, fit
+    from lmloop.training.classify import build_classifier
+
+    snapshots: list[dict[str, torch.Tensor]] = []
+    f1 = iter([0.9, 0.5, 0.1])
+    real_predict = classifier_training.predict
+
+    def predict_and_snapshot(model, data, pad_id):  # noqa: ANN001, ANN202  (called once per epoch, after it)
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        return real_predict(model, data, pad_id)
+
+    monkeypatch.setattr(classifier_training, "predict", predict_and_snapshot)
+    monkeypatch.setattr(classifier_training, "scores", lambda truth, predicted: {"macro_f1": next(f1)})
+    cfg = FinetuneConfig(epochs=3, batch_size=4, patience=5, classifier_learning_rate=1e-2)
+    data = Encoded([[3, 4, 5], [9, 8, 7, 6]] * 8, np.array([0, 1] * 8))
+    model = build_classifier(_tiny_backbone(tmp_path / "lm"), {"a": 0, "b": 1}, 0, lora=False)
+    summary = fit(model, data, data, cfg=cfg, classes=2, pad_id=0)
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+    kept, first, last = model.state_dict(), snapshots[0], snapshots[-1]
+    assert all(torch.equal(kept[k], first[k]) for k in kept), "the first epoch's weights"
+    assert not all(torch.equal(kept[k], last[k]) for k in kept), "the epochs after it did move the weights"

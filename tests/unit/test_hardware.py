@@ -154,3 +154,52 @@ def test_the_gpu_benchmark_runs_end_to_end_on_cpu() -> None:
     assert all(v["tokens_per_second"] > 0 for v in figures["variants"].values())
     assert figures["ratios"]["lmloop_vs_bare_loop"] > 0
     assert figures["loss_check"]["chunked_loss"] == pytest.approx(figures["loss_check"]["model_loss"], rel=1e-5)
+
+
+class _FakeCard:
+    """A CUDA card of ``total`` bytes as the probe sees it, on CPU: a row of the micro-batch costs ``per_row``
+    bytes, and a micro-batch above ``oom_above`` rows raises CUDA's out-of-memory error."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, total: int, per_row: int, oom_above: int) -> None:
+        self.total, self.per_row, self.oom_above, self.peak, self.tried = total, per_row, oom_above, 0, []
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": total}))
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake Card 1GB")
+        monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+        monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: setattr(self, "peak", 0))
+        monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: self.peak)
+
+    def run(self, loss: CausalLMLoss):
+        def call(**batch: torch.Tensor) -> torch.Tensor:
+            rows = batch["input_ids"].shape[0]
+            self.tried.append(rows)
+            if rows > self.oom_above:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake card)")
+            self.peak = rows * self.per_row
+            return loss(**batch)  # a real forward and backward on CPU
+
+        return call
+
+
+def test_the_micro_batch_probe_backs_off_until_a_step_fits_and_remembers_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``fits`` and ``probe_micro_batch`` never ran in a test (they need a GPU). On CPU with a fake card:
+    64 rows raise out-of-memory, 32 rows do not fit the headroom, 16 do; the answer is cached per setup."""
+    from lmloop.training.hardware import HEADROOM, probe_micro_batch
+
+    model = build_causal_lm("gpt2", 100, 1, n_embd=32, n_head=2, block_size=16, eos_token_id=0)
+    loss = CausalLMLoss(model, False, None)
+    optimizer_bytes = 8 * sum(p.numel() for p in loss.parameters())
+    total = 10**9
+    per_row = int((HEADROOM * total - optimizer_bytes) / 24)  # 16 rows fit under the headroom, 32 do not
+    card = _FakeCard(monkeypatch, total, per_row, oom_above=32)
+    cache = tmp_path / "micro_batch.json"
+    assert probe_micro_batch(card.run(loss), loss, 16, rows=64, how="eager", cache=cache) == 16
+    assert card.tried == [64, 32, 16], "halving from the step's rows"
+    assert all(p.grad is None for p in loss.parameters()), "the probe leaves no gradient behind"
+    assert list(json.loads(cache.read_text()).values()) == [16]
+    card.tried.clear()
+    assert probe_micro_batch(card.run(loss), loss, 16, rows=64, how="eager", cache=cache) == 16
+    assert card.tried == [], "the cached answer, no probe"
+    assert probe_micro_batch(card.run(loss), loss, 16, rows=64, how="compiled", cache=cache) == 16
+    assert card.tried == [64, 32, 16], "another setup is probed on its own"
