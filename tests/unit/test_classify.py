@@ -261,3 +261,39 @@ def test_the_best_epochs_weights_are_the_ones_kept(tmp_path: Path, monkeypatch: 
     kept, first, last = model.state_dict(), snapshots[0], snapshots[-1]
     assert all(torch.equal(kept[k], first[k]) for k in kept), "the first epoch's weights"
     assert not all(torch.equal(kept[k], last[k]) for k in kept), "the epochs after it did move the weights"
+
+
+def test_a_teams_own_test_rows_never_reach_training(tmp_path: Path) -> None:
+    """Before: untested (the flow test's rows are disjoint by construction). A team's test file that repeats
+    documents of its training file: the test rows are exactly the team's, and none of them trains."""
+    import json
+
+    from lmloop.core.config import DataConfig, ValidationConfig
+    from lmloop.data import stages as data_stages
+    from lmloop.data.state import State
+    from lmloop.training.classify import classifier_rows
+
+    rows = [
+        {"text": f"document number {i} about {'ships' if i % 2 else 'bread'}", "label": "ab"[i % 2]} for i in range(80)
+    ]
+    held = rows[:12] + [{"text": f"a new test document {i}", "label": "ab"[i % 2]} for i in range(6)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
+    data, validation, state = DataConfig(near_dup_threshold=None), ValidationConfig(min_rows=5), State(tmp_path / "s")
+
+    def corpus(name: str):  # noqa: ANN202
+        ingested = data_stages.ingest(
+            [str(tmp_path / f"{name}.jsonl")],
+            data=data,
+            validation=validation,
+            shards=tmp_path / "shards",
+            out=tmp_path / name,
+        )
+        return data_stages.validate(ingested, data=data, validation=validation, quarantine=tmp_path / "q", state=state)
+
+    split = classifier_rows(corpus("train").with_splits(0.1, 0.1), corpus("test"))
+    test_texts = {r["text"] for r in held}
+    assert {t for t, _ in split["test"]} == test_texts, "scored on exactly the team's rows"
+    trained = {t for name in ("train", "validation") for t, _ in split[name]}
+    assert not trained & test_texts, "none of the team's test documents trains or validates"
+    assert len(trained) == len(rows) - 12, "every other document is used"
