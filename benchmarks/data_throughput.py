@@ -108,8 +108,8 @@ def _stages(folder: str, data: DataConfig, validation: ValidationConfig, cache_r
     pending = token_cache.pending_shards(corpus.shards(), tokenizer, cache_root / "tokens")
     map_units(tokenize_unit, pending, kind, data, tokenizer=tokenizer, cache_root=cache_root / "tokens")
     times["tokenize_s"] = time.perf_counter() - start
-    return {**times, "units": len(plan.units), "shards_tokenized": len(pending), "rows": corpus.validation["rows"],
-            "near_duplicates_removed": corpus.validation["near_duplicates_removed"]}  # fmt: skip
+    return {**times, "units": len(plan.units), "shards_tokenized": len(pending), "rows": corpus.validation.rows,
+            "near_duplicates_removed": corpus.validation.near_duplicates_removed}  # fmt: skip
 
 
 def _is_worker(process: object) -> bool:

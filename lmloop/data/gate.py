@@ -21,7 +21,7 @@ from lmloop.core.files import write_json
 from lmloop.data.dedup import History, select_documents
 from lmloop.data.file_reports import FileReport, manifest_digest
 from lmloop.data.splits import frozen_eval
-from lmloop.data.values import Corpus
+from lmloop.data.values import Corpus, GateSummary
 
 
 class DataValidationError(Rejected):
@@ -106,7 +106,7 @@ def gate(
         "near_dup_ngram": data.near_dup_ngram if data.near_dup_threshold else None,
         **counts,
     }
-    corpus = Corpus(root=str(out), validation=summary)
+    corpus = Corpus(root=str(out), validation=GateSummary(**summary))
     _write(corpus, reports, shard_paths, keep)
     if not success:
         message = _message(rejected, read, validation.max_failed_file_share) if rejected else ""
@@ -116,7 +116,7 @@ def gate(
 
 
 def _write(corpus: Corpus, reports: list[FileReport], shards: list[str], keep: np.ndarray) -> None:
-    summary = corpus.validation
+    summary = corpus.validation.model_dump() if corpus.validation else {}
     write_json(
         corpus.path / "manifest.json", {"digest": summary["manifest_digest"], "files": [asdict(r) for r in reports]}
     )

@@ -41,7 +41,7 @@ def report_gate(report: Reporter, folder: Path, docs: Path) -> None:
 
 def report_kept(report: Reporter, corpus: Corpus) -> None:
     """What the gate kept and removed, as ``data_<count>`` figures."""
-    report.metrics({f"data_{k}": corpus.validation.get(k, 0) for k in GATE_COUNTS})
+    report.metrics({f"data_{k}": getattr(corpus.validation, k) for k in GATE_COUNTS} if corpus.validation else {})
 
 
 def report_splits(
@@ -49,7 +49,11 @@ def report_splits(
 ) -> None:
     """Each split as an MLflow dataset input: schema, and a profile of rows, tokens (once known), sources."""
     for name, digest in corpus.digests.items():
-        profile = {"rows": corpus.sizes[name], "files": corpus.validation.get("files"), "sources": sources[:20]}
+        profile = {
+            "rows": corpus.sizes[name],
+            "files": corpus.validation.files if corpus.validation else None,
+            "sources": sources[:20],
+        }
         if tokens and f"{name}_text_tokens" in tokens:
             profile = {"rows": profile["rows"], "tokens": tokens[f"{name}_text_tokens"], **profile}
         report.dataset(name, digest, sources[0], context=name, profile=profile)
@@ -57,7 +61,7 @@ def report_splits(
 
 def report_test_set(report: Reporter, corpus: Corpus, sources: list[str]) -> None:
     """A team's own test file(s), as the ``team-test`` dataset input."""
-    rows = corpus.validation["rows"]
+    rows = corpus.validation.rows if corpus.validation else 0
     report.metrics({"team_test_documents": rows})
     profile = {"rows": rows, "sources": sources[:20]}
     report.dataset("team-test", corpus.manifest_digest, sources[0], context="test", profile=profile)

@@ -94,7 +94,8 @@ class State:
 
     def _record_signatures(self, corpus: Corpus, name: str) -> None:
         """The training split's signatures, kept beside the trained ids (idempotent: one file per model/batch)."""
-        ngram = (corpus.validation or _read(corpus.path / "validation.json", {})).get("near_dup_ngram")
+        known = corpus.validation or _read(corpus.path / "validation.json", {})
+        ngram = known.near_dup_ngram if corpus.validation else known.get("near_dup_ngram")
         target = self.signatures_dir / f"{name}.n{ngram}.npy"
         if not ngram or target.exists() or not corpus.shards():
             return

@@ -49,12 +49,34 @@ class Ingested(Value):
         return {k: getattr(self, k) for k in ("files", "files_rejected", "rows_read", "bytes_read")}
 
 
+class GateSummary(Value):
+    """What the data gate decided about a batch: passed or not, the documents kept, the files read, rejected
+    (with reasons) and skipped, the expectations that failed, and what dedup removed."""
+
+    success: bool
+    rows: int  # documents kept
+    files: int  # files read
+    files_rejected: int
+    files_skipped: int = 0
+    failed_expectations: list[str] = Field(default_factory=list)
+    rejected_files: list[dict[str, Any]] = Field(default_factory=list)  # {file, reasons}
+    skipped_files: list[dict[str, Any]] = Field(default_factory=list)  # {file, reason}
+    corpus_failures: list[dict[str, Any]] = Field(default_factory=list)
+    manifest_digest: str
+    near_dup_ngram: int | None = None  # the shingle size near-duplicates were found with (None: off)
+    duplicates_removed: int = 0
+    already_trained_removed: int = 0
+    leakage_removed: int = 0
+    near_duplicates_removed: int = 0
+    near_leakage_removed: int = 0
+
+
 class Corpus(Value):
     """The documents the gate let through: Arrow shards plus index arrays (kept documents, then one per
     split), memory-mapped and filtered by index, never copied. ``validation`` is the gate's summary."""
 
     root: str
-    validation: dict[str, Any] = Field(default_factory=dict)
+    validation: GateSummary | None = None
     sizes: dict[str, int] = Field(default_factory=dict, description="Documents per split, once split.")
     digests: dict[str, str] = Field(default_factory=dict, description="A digest of each split's document ids.")
 
@@ -64,7 +86,7 @@ class Corpus(Value):
 
     @property
     def manifest_digest(self) -> str:
-        return self.validation.get("manifest_digest", "")
+        return self.validation.manifest_digest if self.validation else ""
 
     def write_index(self, shards: list[str], keep: np.ndarray) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

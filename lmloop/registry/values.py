@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lmloop.core.values import Value
+from lmloop.data.values import GateSummary
 
 
 class Registered(Value):
@@ -27,6 +26,6 @@ class ModelSummary(Value):
     model_version: str
     aliases: list[str]
     metrics: dict[str, float]
-    validation: dict[str, Any]
+    validation: GateSummary | None  # the data gate's summary of what it trained on
     work_dir: str
     not_promoted: str | None = None

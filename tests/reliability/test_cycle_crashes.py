@@ -1,9 +1,12 @@
 """kill -9 at each step boundary of a continual cycle (a test hook names the point, no timing), then the
 same command again: the cycle completes exactly once — one decision applied, the batch consumed once,
-aliases and gate history consistent — and the loop goes on with the next batch."""
+aliases and gate history consistent — and leaves the state folder and the registry exactly as one
+uninterrupted cycle on the same batch, from the same home, leaves them."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,12 +37,76 @@ def _lmloop(args: list[str], home: Path, api: str, crash_at: str | None = None) 
 
 
 @pytest.fixture(scope="module")
-def home(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("crash-home")
+def base(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a champion, and the batch every cycle below takes (a landing folder outside the homes)."""
+    root = tmp_path_factory.mktemp("crash-base")
     write_corpus(root / "a", seed=0, docs=600, files=2)
-    proc = _lmloop(["run", "--data", str(root / "a")], root, prefect_api)
+    write_corpus(root / "landing", seed=30, shift=True, docs=200, files=1)
+    proc = _lmloop(["run", "--data", str(root / "a")], root / "home", prefect_api)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
+
+
+def _copy(base: Path, name: str) -> Path:
+    """A twin of the base home (its state and store refer to the base's corpora and artifacts, read only)."""
+    home = base / name
+    shutil.copytree(base / "home", home, symlinks=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(base: Path, prefect_api: str) -> dict:
+    """What one uninterrupted cycle on the batch leaves: the state folder and the registry, run ids and times
+    left out (see :func:`_snapshot`)."""
+    home = _copy(base, "uninterrupted")
+    proc = _lmloop(["continual", "--incoming", str(base / "landing")], home, prefect_api)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _snapshot(home)
+
+
+def _varies(tag: str) -> bool:
+    """Tags that differ between two equal cycles: ids, times and speeds, and the config's hash (it covers the
+    frozen slices' paths, which name each twin home; a rerun in one home has the same)."""
+    timing = any(word in tag for word in ("per_second", "seconds", "mfu"))
+    return timing or tag == "config_hash" or tag.startswith(("run_id", "mlflow.", "lmloop.registration"))
+
+
+def _snapshot(home: Path) -> dict:
+    """The state folder (trained ids, replay corpora, frozen slices, watermark, cycle journal) and the registry
+    (versions, aliases, gate events) of ``home``, with what differs between two equal cycles taken out: run
+    ids (and the batch names made of them), times, and the home's own path."""
+    import numpy as np
+
+    from lmloop.data.state import State
+
+    state = State(home / "state")
+    (journal_file,) = state.cycle_files()
+    batch = journal_file.stem
+
+    def plain(value: object) -> object:
+        text = json.dumps(value, sort_keys=True).replace(batch, "<batch>").replace(str(home), "<home>")
+        return json.loads(re.sub(r"[0-9a-f]{32}", "<run>", text))
+
+    journal = json.loads(journal_file.read_text())
+    with mlflow_store(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"):
+        from lmloop.registry import model_registry, tracking
+
+        versions = {
+            v.version: {k: w for k, w in v.tags.items() if not _varies(k)}
+            for v in tracking.client().search_model_versions(f"name='{NAME}'")
+        }
+        aliases = model_registry.model_aliases(NAME)
+    events = [{k: v for k, v in e.items() if k != "time"} for e in state.history()]
+    return {
+        "trained_ids": np.sort(state.trained_ids()).tolist(),
+        "replay_corpora": len(state.corpora()),
+        "frozen_slices": sorted(json.dumps(plain(rows), sort_keys=True) for rows in state.slice_rows().values()),
+        "watermark": {sha: entry["uri"] for sha, entry in state.watermark().items()},
+        "journal": plain({k: journal[k] for k in ("parent", "decision", "outcome", "closed")}),
+        "versions": plain(versions),
+        "aliases": aliases,
+        "gate_events": plain(events),
+    }
 
 
 def _state(home: Path) -> dict:
@@ -52,12 +119,11 @@ def _state(home: Path) -> dict:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
-    home: Path, prefect_api: str, point: str
+    base: Path, uninterrupted: dict, prefect_api: str, point: str
 ) -> None:
     from lmloop.registry import model_registry, tracking
 
-    landing = home / f"landing-{point}"
-    write_corpus(landing, seed=POINTS.index(point) + 30, shift=True, docs=200, files=1)
+    home, landing = _copy(base, f"killed-at-{point}"), base / "landing"
     killed = _lmloop(["continual", "--incoming", str(landing)], home, prefect_api, crash_at=point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     rerun = _lmloop(["continual", "--incoming", str(landing)], home, prefect_api)
@@ -85,3 +151,8 @@ def test_a_kill_at_a_step_boundary_then_a_rerun_completes_the_cycle_once(
     journal = json.loads((home / "state" / "cycles" / f"{batch}.json").read_text())
     assert journal["closed"] is True and journal["decision"]["batch"] == batch
     assert journal["outcome"]["promoted"] == gates[0]["promoted"]
+    # and everything equals what an uninterrupted cycle on the same batch left, field by field (before: only
+    # the invariants above)
+    mine = _snapshot(home)
+    for field, expected in uninterrupted.items():
+        assert mine[field] == expected, f"{field} differs from the uninterrupted cycle's"

@@ -34,7 +34,7 @@ def _corpus(sources: list[str], out: Path, data: DataConfig, validation: Validat
 
 
 def _gate(sources: list[str], out: Path, data: DataConfig, validation: ValidationConfig = VALID) -> dict:
-    return _corpus(sources, out, data, validation).validation
+    return _corpus(sources, out, data, validation).validation.model_dump()
 
 
 def load_corpus(root: Path) -> object:

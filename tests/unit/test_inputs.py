@@ -67,7 +67,7 @@ def test_nothing_is_skipped_in_silence(tmp_path: Path) -> None:
     assert set(skipped) == {"report.docx", ".DS_Store", "_drafts", "linked"}
     assert "unsupported file type .docx" in skipped["report.docx"] and "symlinked folder" in skipped["linked"]
     summary = gate(reports, data=DataConfig(), validation=VALID, out=tmp_path / "out", quarantine_dir=tmp_path / "q")
-    assert summary.validation["files"] == 1 and summary.validation["files_skipped"] == 4
+    assert summary.validation.files == 1 and summary.validation.files_skipped == 4
     assert (tmp_path / "out" / "validation.md").read_text().count("| skipped |") == 4
     assert not (tmp_path / "q").exists(), "skipped files are not rejected: nothing to quarantine"
     only = tmp_path / "only"

@@ -73,7 +73,7 @@ def test_the_gate_drops_near_copies_within_the_batch_and_of_frozen_eval_document
     corpus = data_stages.validate(
         ingested, data=data, validation=VALID, quarantine=tmp_path / "q", state=State(tmp_path / "st")
     )
-    summary = corpus.validation
+    summary = corpus.validation.model_dump()
     assert summary["near_duplicates_removed"] == 10 and summary["near_leakage_removed"] == 5
     assert summary["leakage_removed"] == 5 and summary["rows"] == 45
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())["files"]
@@ -84,7 +84,7 @@ def test_the_gate_drops_near_copies_within_the_batch_and_of_frozen_eval_document
     plain = data_stages.validate(
         ingested, data=off, validation=VALID, quarantine=tmp_path / "q", state=State(tmp_path / "st")
     )
-    assert plain.validation["rows"] == 60 and plain.validation["near_duplicates_removed"] == 0
+    assert plain.validation.rows == 60 and plain.validation.near_duplicates_removed == 0
 
 
 def test_near_copies_of_documents_already_trained_on_are_dropped(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_near_copies_of_documents_already_trained_on_are_dropped(tmp_path: Path)
     )
     summary = data_stages.validate(
         second, data=data, validation=VALID, quarantine=tmp_path / "q", state=state
-    ).validation
+    ).validation.model_dump()
     assert summary["near_duplicates_removed"] == 8 and summary["rows"] == 20
 
 
@@ -133,7 +133,7 @@ def test_an_unchanged_rerun_reuses_the_gate_decision(tmp_path: Path, monkeypatch
         state = State(tmp_path / "st")
         return data_stages.validate(
             ingested, data=config, validation=VALID, quarantine=tmp_path / "q", state=state
-        ).validation
+        ).validation.model_dump()
 
     first, again = gate("one"), gate("two")
     assert len(calls) == 1 and first == again, "the same shards, eval set, history and settings: decided once"
