@@ -153,6 +153,11 @@ def run_ui(
         stopping = True
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C stops both however this process was started: a process started with SIGINT ignored (a background
+    # job of a non-interactive shell, some test runners and service managers) or blocked inherits that, and
+    # Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         mlflow_url = f"http://{host}:{mlflow_port}"
         children.append(

@@ -110,6 +110,9 @@ def test_ui_starts_mlflow_and_prefect_on_loopback_and_stops_on_ctrl_c(trained: d
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # started as a background job of a script is, with SIGINT ignored: Ctrl-C must stop it all the same
+        # (before: it inherited the ignore and hung; CI's workers hit it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []

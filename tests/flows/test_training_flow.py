@@ -135,3 +135,35 @@ def test_evaluation_is_capped_and_records_what_it_scored(trained: dict, tiny_con
     assert metrics["test_documents"] <= metrics["test_documents_total"]
     scored = json.loads((Path(trained["work_dir"]) / "model" / "metrics.json").read_text())["evaluated_doc_ids"]
     assert len(scored) == metrics["test_documents"]
+
+
+def test_an_evaluation_cap_that_binds_scores_a_fixed_sample(
+    trained: dict, tiny_config: PipelineConfig, tmp_path
+) -> None:
+    """Before: the cap above never bound (about 60 test documents under 2,000). The trained model evaluated again
+    (a copy of its folder) under a cap of half its test split: exactly that many documents, the same ones every
+    time (a sample by document hash, the same for every model)."""
+    import shutil
+
+    from lmloop.data.values import Corpus
+    from lmloop.evaluation.evaluate import evaluate
+    from lmloop.training.values import Blocks, TrainedModel
+
+    work = Path(trained["work_dir"])
+    total = int(trained["metrics"]["test_documents_total"])
+    cap = total // 2
+    cfg = tiny_config.eval.model_copy(update={"max_documents": cap, "samples": 0})
+    corpus = Corpus(root=str(work / "data"))
+    blocks = Blocks(
+        path=str(work / "blocks"), block_size=tiny_config.model.block_size, tokenizer=str(work / "tokenizer")
+    )
+    scored = []
+    for attempt in ("a", "b"):
+        model = tmp_path / attempt
+        shutil.copytree(work / "model", model)
+        out = evaluate(TrainedModel(dir=str(model)), corpus, blocks, cfg=cfg, sources=[])
+        assert out.metrics["test_documents"] == cap < out.metrics["test_documents_total"] == total
+        scored.append(json.loads((model / "metrics.json").read_text())["evaluated_doc_ids"])
+    assert len(scored[0]) == cap and scored[0] == scored[1], "the same documents every time"
+    everything = json.loads((work / "model" / "metrics.json").read_text())["evaluated_doc_ids"]
+    assert set(scored[0]) < set(everything), "a sample of the split the uncapped run scored"
