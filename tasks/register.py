@@ -48,5 +48,5 @@ def register_model(
     )
     if task == "text-generation":
         moves.first_champion(name, version, State(run.home.state))
-    report_registered(reporter(run), name, version, task=task, ui=run.home.mlflow_ui)
+    report_registered(reporter(run), name, version, task=task)
     return Registered(model_name=name, model_version=version, aliases=model_registry.aliases_of(name, version))

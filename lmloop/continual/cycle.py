@@ -68,12 +68,8 @@ def cycle_parent(name: str, batch: str, state: State) -> tuple[str, bool]:
     champion moved since and the cycle was not judged yet (a rollback, another cycle's promotion), the cycle
     is re-planned from the champion now (the old parent may be gone, or rejected by a person). Returns the
     parent and whether the cycle was re-planned (what it trained so far came from another parent)."""
-    from lmloop.registry import model_registry
-
     journal = CycleJournal.of(state, batch)
-    champion = model_registry.alias_version(name, "champion")
-    if champion is None:
-        raise NoModel(f"model {name!r} has no champion yet: train one first (lmloop run)")
+    champion = require_champion(name)
     parent = journal.parent
     if parent is not None and (parent == champion or journal.decision is not None):
         return parent, False

@@ -100,15 +100,16 @@ def close_cycle(state: State, corpus: Corpus, files: list[dict[str, str]], batch
     CycleJournal.of(state, batch).closing_with(state, corpus, files).finish_close(state)
 
 
+def _interrupted(state: State) -> list[CycleJournal]:
+    journals = [CycleJournal.of(state, path.stem) for path in state.cycle_files()]
+    return [j for j in journals if j.closing is not None and not j.closed]
+
+
 def pending(state: State) -> list[str]:
     """Cycles whose close a crash interrupted."""
-    journals = [CycleJournal.of(state, path.stem) for path in state.cycle_files()]
-    return [j.batch for j in journals if j.closing is not None and not j.closed]
+    return [j.batch for j in _interrupted(state)]
 
 
 def finish_pending(state: State) -> list[str]:
     """Complete every cycle whose close a crash interrupted; returns their batch names."""
-    batches = pending(state)
-    for batch in batches:
-        CycleJournal.of(state, batch).finish_close(state)
-    return batches
+    return [j.finish_close(state).batch for j in _interrupted(state)]

@@ -46,6 +46,9 @@ class Reporter(Protocol):
     def run_url(self) -> str:
         """This run's page in the MLflow UI (no password)."""
 
+    def version_url(self, name: str, version: str) -> str:
+        """A registered version's page in the MLflow UI."""
+
     def markdown(self, text: str, key: str, description: str) -> None:
         """A Markdown page for a person: a Prefect artifact of the flow run."""
 

@@ -63,6 +63,9 @@ class RunReport:
         experiment = tracking.client().get_run(self.run_id).info.experiment_id
         return f"{self._ui}/#/experiments/{experiment}/runs/{self.run_id}"
 
+    def version_url(self, name: str, version: str) -> str:
+        return f"{self._ui}/#/models/{name}/versions/{version}"
+
     def markdown(self, text: str, key: str, description: str) -> None:
         if self._publish is not None:
             self._publish.markdown(text, key, description)
@@ -112,7 +115,7 @@ def version_description(run_id: str, task: str, metrics: dict[str, float]) -> st
     )
 
 
-def report_registered(report: Reporter, name: str, version: str, *, task: str, ui: str) -> None:
+def report_registered(report: Reporter, name: str, version: str, *, task: str) -> None:
     """The registered model's description (what lmloop keeps under that name), and links from the flow run
     to its MLflow run and to the version it registered."""
     model_registry.describe_registered_model(name, _MODEL_DESCRIPTIONS[task].format(name=name))
@@ -122,7 +125,7 @@ def report_registered(report: Reporter, name: str, version: str, *, task: str, u
         "The MLflow run of this flow run (params, metrics, datasets, artifacts)",
     )
     report.link(
-        f"{ui}/#/models/{name}/versions/{version}",
+        report.version_url(name, version),
         f"{name} version {version}",
         "The model version this flow run registered",
     )
