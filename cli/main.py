@@ -8,6 +8,9 @@ from cli import training  # noqa: F401
 
 # isort: split
 from cli import operate  # noqa: F401
+
+# isort: split
+from cli import approval  # noqa: F401
 from cli.app import app
 
 __all__ = ["app"]

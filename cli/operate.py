@@ -41,6 +41,10 @@ def deploy(
     pool: Annotated[
         str | None, typer.Option(help="Register in this process work pool for `prefect worker start` instead.")
     ] = None,
+    notify_webhook: Annotated[
+        str | None,
+        typer.Option(help="Also create a Prefect Automation that POSTs to this URL whenever @champion is promoted."),
+    ] = None,
 ) -> None:
     """Serve the deployments (continual on a schedule, training on demand) against PREFECT_API_URL,
     or with --pool register them in a work pool and return."""
@@ -55,6 +59,13 @@ def deploy(
         )
         console.print("  export PREFECT_API_URL=http://127.0.0.1:4200/api")
         raise typer.Exit(2)
+    if notify_webhook:
+        from flows.deploy import notify_on_promotion
+
+        automation = notify_on_promotion(notify_webhook, cfg.registry.model_name)
+        console.print(
+            f"automation {automation}: each promotion of {cfg.registry.model_name} POSTs to the webhook", soft_wrap=True
+        )
     if pool:
         from flows.deploy import deploy_to_pool
 
@@ -177,6 +188,20 @@ def status(
             else f"v{event.get('challenger')} {'promoted' if event.get('promoted') else 'rejected'}"
         )
         console.print(f"  gate: {what} — {event.get('reason', '')}")
+    if info["cycles"]:
+        console.print("continual cycles (monitor-" + info["model_name"] + "):")
+        for line in info["cycles"]:
+            console.print(f"  {line}", markup=False)
+    if info["deferred_files"]:
+        console.print(
+            f"  {info['deferred_files']} landing file(s) deferred, waiting for a batch that triggers retraining"
+        )
+    for waiting in info["awaiting_approval"]:
+        console.print(
+            f"[yellow]waiting for approval:[/yellow] {waiting['batch']} (v{waiting['challenger']} over "
+            f"v{waiting['champion']}): {runnable('lmloop')} approve {waiting['batch']}  |  reject {waiting['batch']} --reason ...",
+            soft_wrap=True,
+        )
     runs_table = Table(title="Last runs")
     for column in ("started", "name", "status", "bits/byte", "run id"):
         runs_table.add_column(column)

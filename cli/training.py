@@ -119,9 +119,13 @@ def continual(
     ] = None,
     config: WarmConfigOpt = None,
     set_: SetOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Retrain whatever the retraining policy (continual.policy) says.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One continual-learning cycle: new files -> replay mix -> warm start from @champion -> gate -> promote?"""
+    """One continual-learning cycle: new files -> drift and the retraining policy -> replay mix -> warm start
+    from @champion -> gate (-> a person's approval) -> promote?"""
     cfg = load(config, set_)
     if incoming is not None:
         preflight(lambda: check_landing(incoming), as_json)
@@ -131,8 +135,10 @@ def continual(
     if result is None:
         from flows.continual import continual_flow
 
-        result = run_flow(lambda: continual_flow(config=cfg, incoming=incoming), as_json)
+        result = run_flow(lambda: continual_flow(config=cfg, incoming=incoming, force=force), as_json)
     verdict = {None: "nothing to do", True: "PROMOTED", False: "not promoted"}[result.promoted]
+    if result.decision == "deferred":
+        verdict = "deferred"
     console.print(f"continual: {verdict} — {result.reason}", style="yellow" if result.warning else None)
     for name, numbers in result.slices.items():
         console.print(

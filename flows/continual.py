@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
+from lmloop.continual.assess import Assessment
 from lmloop.continual.cycle import current_champion, cycle_config, one_at_a_time, require_champion
 from lmloop.continual.landing import nothing_new as nothing_to_do
 from lmloop.continual.values import CycleSummary
@@ -14,17 +15,29 @@ from lmloop.core import settings
 from lmloop.core.config import PipelineConfig
 from lmloop.core.presets import with_knobs
 from lmloop.core.settings import Home
+from lmloop.core.values import Run
 from lmloop.data.gate import DataValidationError
+from lmloop.data.values import Corpus
+from lmloop.promotion.values import GateDecision, PromotionOutcome
 from lmloop.registry.runs import run_key
 from tasks.continual import (
+    announce,
     apply_decision,
+    ask_for_approval,
+    assess_batch,
     close_cycle,
+    defer_batch,
     find_new_files,
     judge_challenger,
     mix_and_pack,
+    record_on_timeline,
     reject_files,
+    report_policy,
+    resume_approval,
     start_cycle,
+    started_before,
     still_new,
+    waiting_files,
 )
 from tasks.data import ingest_data, split_data, validate_data
 from tasks.evaluate import evaluate_model
@@ -41,8 +54,11 @@ def continual_flow(
     preset: str | None = None,
     max_steps: int | None = None,
     config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
+    force: bool = False,
 ) -> CycleSummary:
-    """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why).
+    """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why). New files
+    are first measured against ``@champion`` (drift, size, its age): unless the retraining policy
+    (``continual.policy``) says retrain, they are deferred and the cycle ends in seconds.
 
     The summary names each version for what it is: ``previous_champion`` (the champion this cycle started
     from and was judged against), ``challenger`` (trained here), ``champion`` (after the decision).
@@ -52,6 +68,7 @@ def continual_flow(
         preset: A preset name that replaces the config below.
         max_steps: Optimizer steps of the challenger's training (finetune.max_steps).
         config: The full configuration, every section.
+        force: Retrain whatever the retraining policy says.
     """
     config = with_knobs(config, preset, max_steps, section="finetune", preset_dirs=settings.preset_dirs())
     home = settings.home()
@@ -62,31 +79,93 @@ def continual_flow(
         name_flow_run("continual-nothing-new")
         summary = nothing_new(landing, name)
         return decided(summary, "nothing-new", summary.reason)
-    require_champion(name)
-    batch_key = run_key("continual", sorted(f["sha256"] for f in fresh))  # a rerun resumes the same cycle
+    champion = require_champion(name)
+    deferred = waiting_files(home)
+    files = [*deferred, *fresh]
+    batch_key = run_key("continual", sorted(f["sha256"] for f in files))  # a rerun resumes the same cycle
     with one_at_a_time(batch_key, home):  # another cycle on the same files: this one waits, then finds them consumed
-        if not still_new(fresh, home):
+        if not still_new(files, home):
             name_flow_run("continual-nothing-new")
             summary = nothing_new(landing, name)
             return decided(summary, "nothing-new", summary.reason)
-        return _cycle(config, fresh=fresh, batch_key=batch_key, home=home, name=name)
+        force = force or started_before(batch_key, home)
+        assessment = assess_batch(fresh, deferred, name=name, champion=champion, config=config, home=home, force=force)
+        if not assessment.retrain:
+            return _deferred(fresh, assessment, name=name, config=config, home=home)
+        if assessment.drifted:
+            announce(
+                "lmloop.drift.detected",
+                name,
+                version=champion,
+                payload={**assessment.numbers(), "reasons": assessment.reasons},
+            )
+        return _cycle(config, files=files, batch_key=batch_key, home=home, assessment=assessment)
 
 
-def _cycle(config: PipelineConfig, *, fresh: list[dict[str, str]], batch_key: str, home: Home, name: str) -> State:
-    """The cycle on ``fresh`` (the batch ``batch_key``), from the MLflow run to the decision."""
-    sources = [f["staged"] for f in fresh]
+def _deferred(
+    fresh: list[dict[str, str]], assessment: Assessment, *, name: str, config: PipelineConfig, home: Home
+) -> State:
+    name_flow_run("continual-deferred")
+    batch = defer_batch(fresh, assessment, name=name, config=config, home=home)
+    reason = f"{'; '.join(assessment.reasons)} ({assessment.summary()})"
+    summary = CycleSummary(
+        new_files=[f["uri"] for f in fresh],
+        promoted=None,
+        reason=reason,
+        previous_champion=assessment.champion_version,
+        challenger=None,
+        champion=assessment.champion_version,
+        decision="deferred",
+        batch=batch,
+        assessment=assessment.numbers(),
+        retrain_reasons=assessment.reasons,
+    )
+    return decided(summary, "deferred", f"deferred: {reason}")
+
+
+def _cycle(
+    config: PipelineConfig, *, files: list[dict[str, str]], batch_key: str, home: Home, assessment: Assessment
+) -> State:
+    """The cycle on ``files`` (the batch ``batch_key``), from the MLflow run to the decision."""
+    name = config.registry.model_name
+    sources = [f["staged"] for f in files]
     run_name = f"continual-{batch_key[:8]}"
     name_flow_run(run_name)  # the Prefect flow run and the MLflow run share the name
     with tracked_run(config, run_name, sources, home=home, key=batch_key) as run:
         batch = f"batch-{run.run_id[:8]}"
         cfg = cycle_config(config, home.state, batch)
+        report_policy(assessment, batch=batch, run=run)
+        if (asked := resume_approval(batch, run)) is not None:  # stopped while it waited: nothing is trained again
+            verdict, request = asked
+            with stage_run(run, "gate") as child:
+                verdict = ask_for_approval(
+                    verdict,
+                    challenger=request.challenger,
+                    champion=request.champion,
+                    corpus=request.corpus,
+                    files=request.files,
+                    hours=cfg.continual.approval_hours,
+                    name=name,
+                    run=child,
+                )
+                outcome = apply_decision(
+                    verdict, name=name, challenger=request.challenger, champion=request.champion, run=child
+                )
+            if not outcome.champion_moved:
+                close_cycle(Corpus(root=request.corpus), request.files, batch, run)
+            versions = (request.champion, request.challenger)
+            return _judged(verdict, outcome, versions=versions, files=files, assessment=assessment, config=cfg, run=run)
         parent = start_cycle(name, batch, run)
         champion = fetch_base_model(name, parent, requested=config.model, run=run)
         ingested = ingest_data(sources, data=cfg.data, validation=cfg.validation, run=run)
         try:
             corpus = validate_data(ingested, data=cfg.data, validation=cfg.validation, run=run)
         except DataValidationError as exc:  # never read again, never counted against a later batch
-            reject_files(fresh, exc.report, batch=batch, run=run)
+            reject_files(files, exc.report, batch=batch, run=run)
+            record_on_timeline(
+                assessment, "data-rejected", name=name, champion=parent, batch=batch, config=cfg, home=home
+            )
+            announce("lmloop.data.rejected", name, payload={"batch": batch, "reason": (exc.details or str(exc))[:2000]})
             raise
         corpus = split_data(corpus, data=cfg.data, sources=sources, run=run)
         mix = mix_and_pack(corpus, champion, replay_ratio=cfg.continual.replay_ratio, seed=cfg.train.seed, run=run)
@@ -101,23 +180,70 @@ def _cycle(config: PipelineConfig, *, fresh: list[dict[str, str]], batch_key: st
             verdict = judge_challenger(
                 champion, trained, corpus, batch=batch, gate=cfg.continual, limits=cfg.eval, run=child
             )
-            outcome = apply_decision(verdict, challenger=challenger, champion=champion, run=child)
+            if verdict.promote and cfg.continual.approval == "required":  # a person decides
+                verdict = ask_for_approval(
+                    verdict,
+                    challenger=challenger.model_version,
+                    champion=champion.version,
+                    corpus=corpus.root,
+                    files=files,
+                    hours=cfg.continual.approval_hours,
+                    name=name,
+                    run=child,
+                )
+            outcome = apply_decision(
+                verdict, name=name, challenger=challenger.model_version, champion=champion.version, run=child
+            )
         if not outcome.champion_moved:  # else left new: the next cycle judges it against the new champion
-            close_cycle(corpus, fresh, batch, run)
+            close_cycle(corpus, files, batch, run)
+        versions = (champion.version, challenger.model_version)
+        mixed = {k: mix.counts[k] for k in ("new_documents", "replay_documents")}
+        return _judged(
+            verdict, outcome, versions=versions, files=files, assessment=assessment, config=cfg, run=run, mix=mixed
+        )
+
+
+def _judged(
+    verdict: GateDecision,
+    outcome: PromotionOutcome,
+    *,
+    versions: tuple[str | None, str],
+    files: list[dict[str, str]],
+    assessment: Assessment,
+    config: PipelineConfig,
+    run: Run,
+    mix: dict[str, int] | None = None,
+) -> State:
+    """The decided cycle: a step of the monitoring timeline, and the flow run's final state."""
+    previous, challenger = versions
+    word = "promoted" if outcome.promoted else "rejected"
+    name = config.registry.model_name
+    record_on_timeline(
+        assessment,
+        word,
+        name=name,
+        champion=outcome.champion_version,
+        batch=verdict.batch,
+        config=config,
+        home=run.home,
+    )
     summary = CycleSummary(
-        new_files=sources,
+        new_files=[f["staged"] for f in files],
         promoted=outcome.promoted,
         reason=outcome.reason,
-        previous_champion=champion.version,
-        challenger=challenger.model_version,
+        previous_champion=previous,
+        challenger=challenger,
         champion=outcome.champion_version,
         slices={slice_: _named(numbers) for slice_, numbers in verdict.slices.items()},
         classification=verdict.probe,
         run_id=run.run_id,
-        mix={k: mix.counts[k] for k in ("new_documents", "replay_documents")},
+        mix=mix or {},
+        decision=word,
+        batch=verdict.batch,
+        assessment=assessment.numbers(),
+        retrain_reasons=assessment.reasons,
     )
-    verdict_word = "promoted" if outcome.promoted else "rejected"
-    return decided(summary, verdict_word, f"{verdict_word} v{challenger.model_version}: {outcome.reason}")
+    return decided(summary, word, f"{word} v{challenger}: {outcome.reason}")
 
 
 def decided(summary: CycleSummary, decision: str, message: str) -> State:

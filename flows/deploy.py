@@ -85,3 +85,37 @@ def deploy_to_pool(
 def serve_deployments(config: PipelineConfig, cron: str | None = None, interval: float | None = None) -> None:
     """Blocks: runs scheduled and manually triggered flow runs until interrupted."""
     serve(*deployments(config, cron, interval))
+
+
+NOTIFY_BLOCK = "lmloop-promotion-webhook"
+
+
+def notify_on_promotion(webhook: str, model: str) -> str:
+    """A Prefect Automation: every ``lmloop.model.promoted`` event of ``model`` POSTs a JSON message to
+    ``webhook`` (kept in the Webhook block ``lmloop-promotion-webhook``, its URL a secret). Deploying again
+    replaces it. Returns the automation's id."""
+    from prefect.automations import Automation
+    from prefect.blocks.webhook import Webhook
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    block_id = Webhook(method="POST", url=webhook).save(NOTIFY_BLOCK, overwrite=True)
+    name = f"lmloop: {model} promoted -> webhook"
+    with contextlib.suppress(ValueError):  # not there yet
+        Automation.read(name=name).delete()
+    message = (
+        '{"text": "{{ event.resource.name }} v{{ event.payload.version }} promoted (was v{{ event.payload.previous }}):'
+        ' {{ event.payload.reason }}", "model": "{{ event.resource.name }}", "version": "{{ event.payload.version }}"}'
+    )
+    automation = Automation(
+        name=name,
+        description=f"lmloop deploy --notify-webhook: tell the team when {model}'s @champion moves.",
+        trigger=EventTrigger(
+            expect={"lmloop.model.promoted"},
+            match={"prefect.resource.id": f"lmloop.model.{model}"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[CallWebhook(block_document_id=block_id, payload=message)],
+    ).create()
+    return str(automation.id)

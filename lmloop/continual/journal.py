@@ -6,6 +6,8 @@ atomically, so a rerun after a crash reads back how far the cycle got and repeat
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from lmloop.core.faults import crash_point
 from lmloop.core.files import write_text_atomic
@@ -23,10 +25,43 @@ class Closing(Value):
     files: list[dict[str, str]]
 
 
+class ApprovalRequest(Value):
+    """A promotion the gate recommends, waiting for a person: which versions, where the cycle's corpus is (a
+    rerun after a crash applies the answer without training again), the flow run that waits and until when."""
+
+    challenger: str
+    champion: str | None
+    corpus: str
+    files: list[dict[str, str]]
+    flow_run_id: str | None
+    pid: int
+    host: str
+    requested_at: float
+    expires_at: float
+
+
+class ApprovalAnswer(Value):
+    """A person's answer (or the timeout's): who, when, why, and how it came (``lmloop approve``, the Prefect UI)."""
+
+    approved: bool
+    by: str
+    at: float
+    comment: str = ""
+    via: str
+
+    def note(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.at))
+        verb = "approved" if self.approved else "rejected"
+        return f"{verb} by {self.by} at {when} via {self.via}" + (f": {self.comment}" if self.comment else "")
+
+
 class CycleJournal(Value):
     batch: str
     parent: str | None = None  # the champion version the cycle warm-starts from and is judged against
+    trigger: dict[str, Any] | None = None  # the retraining policy's assessment that started the training
     decision: GateDecision | None = None
+    approval: ApprovalRequest | None = None
+    answer: ApprovalAnswer | None = None
     outcome: PromotionOutcome | None = None
     closing: Closing | None = None
     closed: bool = False
@@ -48,6 +83,16 @@ class CycleJournal(Value):
 
     def judged(self, state: State, decision: GateDecision) -> CycleJournal:
         return self._moved(state, decision=decision)
+
+    def triggered(self, state: State, assessment: dict[str, Any]) -> CycleJournal:
+        return self._moved(state, trigger=assessment)
+
+    def awaiting(self, state: State, request: ApprovalRequest) -> CycleJournal:
+        return self._moved(state, approval=request)
+
+    def answered(self, state: State, answer: ApprovalAnswer) -> CycleJournal:
+        """The first answer stands (a person's, then the flow's copy of the same, never both)."""
+        return self if self.answer is not None else self._moved(state, answer=answer)
 
     def decided(self, state: State, outcome: PromotionOutcome) -> CycleJournal:
         return self._moved(state, outcome=outcome)
@@ -86,6 +131,8 @@ def apply_gate(
         state=state,
     )
     report = report_markdown(decision.comparison, champion, challenger)
+    if decision.approval:
+        report += f"\n**Approval:** {decision.approval}\n"
     if not outcome.promoted and decision.promote:
         report += f"\n**Not applied:** {outcome.reason}\n"
     outcome = outcome.model_copy(update={"report": report})
@@ -103,6 +150,12 @@ def close_cycle(state: State, corpus: Corpus, files: list[dict[str, str]], batch
 def _interrupted(state: State) -> list[CycleJournal]:
     journals = [CycleJournal.of(state, path.stem) for path in state.cycle_files()]
     return [j for j in journals if j.closing is not None and not j.closed]
+
+
+def awaiting_approval(state: State) -> list[CycleJournal]:
+    """Cycles whose recommended promotion waits for a person's answer."""
+    journals = [CycleJournal.of(state, path.stem) for path in state.cycle_files()]
+    return [j for j in journals if j.approval is not None and j.answer is None and j.outcome is None]
 
 
 def pending(state: State) -> list[str]:

@@ -50,7 +50,7 @@ def has_work(landing: Path, state: State) -> bool:
         return True
     if not landing.exists():
         return False
-    seen = state.watermark()
+    seen = state.watermark() | state.deferred()
     return any(sha not in seen for source in _files(landing) if (sha := _hash(source)))
 
 
@@ -104,13 +104,13 @@ def new_files(landing: Path, state: State, staging: Path, settle: float = 0.0) -
 
     for batch in finish_pending(state):  # a crash interrupted that cycle's close: finish it first
         log.warning("finished closing %s, interrupted by a crash", batch)
-    seen = state.watermark()
+    seen, waiting = state.watermark(), state.deferred()
     _drop_consumed(staging, seen)
     consumed = {entry.get("uri") for entry in seen.values()}
     candidates = []
     for source in _files(landing):
         sha = _hash(source)
-        if sha is None or sha in seen:
+        if sha is None or sha in seen or sha in waiting:  # deferred: it joins the batch as a waiting file
             continue
         if source.uri in consumed:  # appended to, or rewritten, after a cycle read it
             log.warning(
@@ -166,6 +166,15 @@ def _drop_consumed(staging: Path, seen: dict[str, Any], grace: float = 3600.0) -
     for folder in staging.glob("*") if staging.exists() else []:
         if folder.name in consumed and time.time() - folder.stat().st_mtime > grace:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def waiting(state: State) -> list[dict[str, str]]:
+    """The files the retraining policy deferred whose staged copies are still there, oldest batch first."""
+    return [
+        {"uri": entry["uri"], "sha256": sha, "staged": entry["staged"], "deferred": entry["batch"]}
+        for sha, entry in state.deferred().items()
+        if Path(_plain(entry["staged"])).exists() or "://" in entry["staged"]
+    ]
 
 
 def unconsumed(files: list[dict[str, str]], state: State) -> list[dict[str, str]]:

@@ -25,3 +25,7 @@ class CycleSummary(Value):
     run_id: str | None = None
     mix: dict[str, int] = Field(default_factory=dict)  # new and replayed documents trained on
     warning: str | None = None
+    decision: str | None = None  # nothing-new, deferred, promoted, rejected, data-rejected
+    batch: str | None = None
+    assessment: dict[str, float] = Field(default_factory=dict)  # the retraining policy's figures
+    retrain_reasons: list[str] = Field(default_factory=list)

@@ -248,6 +248,40 @@ class RegistryConfig(_Frozen):
     model_name: str = "lmloop-lm"
 
 
+class RetrainPolicy(_Frozen):
+    """When a continual cycle retrains: drift, enough new data, or an old champion; otherwise the batch is
+    deferred (kept, counted, trained with the next batch that triggers) and the cycle ends in seconds."""
+
+    drift_auc: float = Field(
+        0.55,
+        ge=0.5,
+        le=1.0,
+        description="Content drift: a TF-IDF + logistic-regression classifier tells the batch from trained text with "
+        "a cross-validated ROC AUC above this, and above what chance reaches at the sample sizes (99th percentile).",
+    )
+    fit_bits: float | None = Field(
+        0.05,
+        ge=0.0,
+        description="Fit drift: the champion's bits/byte on the batch exceed its own on the frozen reference slices "
+        "by more than this. None: not a trigger.",
+    )
+    new_documents: int | None = Field(
+        10_000,
+        ge=1,
+        description="Retrain once the documents not trained on yet (this batch plus the deferred ones) reach this "
+        "many. None: never for size alone.",
+    )
+    max_age_days: float | None = Field(
+        30.0,
+        gt=0.0,
+        description="Retrain when the champion is older than this many days (at the next batch). None: no maximum.",
+    )
+    sample: int = Field(
+        1000, ge=20, description="Documents per side for the drift measures (batch, trained text, reference slices)."
+    )
+    always: bool = Field(False, description="Retrain on every batch (the policy is measured and logged, not applied).")
+
+
 class ContinualConfig(_Frozen):
     """The scheduled continual-learning cycle."""
 
@@ -275,6 +309,13 @@ class ContinualConfig(_Frozen):
         description="Gate criterion (c): metric -> allowed drop, for a linear probe on each model's features, "
         "cross-validated on the labelled documents of the frozen slices. Empty: not checked.",
     )
+    policy: RetrainPolicy = Field(RetrainPolicy(), description="When a cycle retrains (else the batch is deferred).")
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description="required: a promotion the gate recommends waits for a person (lmloop approve/reject BATCH, or "
+        "the Prefect UI's resume form); unanswered within approval_hours it is rejected.",
+    )
+    approval_hours: float = Field(72.0, gt=0.0, description="How long a promotion waits for its approval.")
 
 
 class PipelineConfig(_Frozen):

@@ -94,8 +94,11 @@ def generate_document(topic: Topic, rng: np.random.Generator) -> tuple[str, floa
     return " ".join(sentences), nll
 
 
-def write_corpus(out: Path, seed: int = 0, shift: bool = False, *, docs: int = 4000, files: int = 4) -> dict:
-    """Write ``files`` JSONL files (fields ``text``, ``label``) and ``_meta/generator.json``.
+def write_corpus(
+    out: Path, seed: int = 0, shift: bool = False, *, docs: int = 4000, files: int = 4, skip: int = 0
+) -> dict:
+    """Write ``files`` JSONL files (fields ``text``, ``label``) and ``_meta/generator.json``. ``skip``: the
+    generator's first documents are drawn but not written (more documents of a distribution already written).
 
     Returns the generator summary, including the true entropy in bits per byte.
     """
@@ -107,6 +110,8 @@ def write_corpus(out: Path, seed: int = 0, shift: bool = False, *, docs: int = 4
     per_doc = []
     handles = [(out / f"{prefix}-{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(files)]
     try:
+        for _ in range(skip):
+            generate_document(topics[rng.integers(len(topics))], rng)
         for n in range(docs):
             topic = topics[rng.integers(len(topics))]
             text, nll = generate_document(topic, rng)

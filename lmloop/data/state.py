@@ -2,6 +2,9 @@
 
 - ``watermark.json``: content hashes of every landing file a continual cycle has consumed (trained on, or
   rejected by the data gate, with the reason);
+- ``deferred.json``: landing files the retraining policy deferred (no drift, not enough data yet): not
+  consumed, trained with the next batch that triggers;
+- ``monitor/``: figures the drift measures keep between cycles (the champion's fit on its reference slices);
 - ``trained_doc_ids.npy``: ids of every document a registered model trained on (dedup);
 - ``trained_minhash/<name>.n<ngram>.npy``: their MinHash signatures, one file per model or batch (near-dups);
 - ``eval_slices/<name>.jsonl``: frozen eval slices — the test split of the first training and of every
@@ -62,8 +65,9 @@ class State:
 
     def advance_watermark(self, files: list[dict[str, str]], batch: str) -> None:
         with self.locked():
-            seen = self.watermark() | {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
-            _write(self.root / "watermark.json", seen)
+            consumed = {f["sha256"]: {"uri": f["uri"], "batch": batch} for f in files}
+            _write(self.root / "watermark.json", self.watermark() | consumed)
+            self._undefer(consumed)
 
     def reject_files(self, files: list[dict[str, str]], batch: str, reasons: dict[str, str]) -> None:
         """Landing files the data gate rejected (``reasons`` by file hash): consumed as rejected, so no later
@@ -71,6 +75,23 @@ class State:
         rejected = {f["sha256"]: {"uri": f["uri"], "batch": batch, "rejected": reasons[f["sha256"]]} for f in files}
         with self.locked():
             _write(self.root / "watermark.json", self.watermark() | rejected)
+            self._undefer(rejected)
+
+    # -- continual: what the retraining policy deferred
+    def deferred(self) -> dict[str, dict[str, Any]]:
+        """Deferred landing files by content hash: ``uri``, ``staged`` (the copy a cycle reads), ``batch``."""
+        return _read(self.root / "deferred.json", {})
+
+    def defer_files(self, files: list[dict[str, str]], batch: str) -> None:
+        """``files`` wait for a batch that triggers retraining; they are not consumed (no watermark)."""
+        entries = {f["sha256"]: {"uri": f["uri"], "staged": f["staged"], "batch": batch} for f in files}
+        with self.locked():
+            _write(self.root / "deferred.json", self.deferred() | entries)
+
+    def _undefer(self, consumed: dict[str, Any]) -> None:
+        waiting = self.deferred()
+        if any(sha in waiting for sha in consumed):
+            _write(self.root / "deferred.json", {k: v for k, v in waiting.items() if k not in consumed})
 
     # -- documents already trained on
     @property

@@ -75,7 +75,11 @@ def collect(
                     "test_bits_per_byte": run.data.metrics.get("test_bits_per_byte"),
                 }
             )
-    gates = [e for e in State(home.state).history() if e.get("model") == model_name][-decisions:]
+    from lmloop.continual.journal import awaiting_approval
+    from lmloop.continual.monitor import last_cycles
+
+    state = State(home.state)
+    gates = [e for e in state.history() if e.get("model") == model_name][-decisions:]
     compared = [like_for_like(model_name, aliases[a]) for a in (CHAMPION, CHALLENGER)]
     return {
         "model_name": model_name,
@@ -86,4 +90,11 @@ def collect(
         "gate_decisions": gates,
         "comparisons": [c for c in compared if c],
         "runs": recent,
+        "cycles": last_cycles(experiment, model_name, decisions) if exp is not None else [],
+        "awaiting_approval": [
+            {"batch": j.batch, "challenger": j.approval.challenger, "champion": j.approval.champion}
+            for j in awaiting_approval(state)
+            if j.approval is not None
+        ],
+        "deferred_files": len(state.deferred()),
     }

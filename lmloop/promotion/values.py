@@ -20,6 +20,7 @@ class GateDecision(Value):
     slices: dict[str, dict[str, float]]
     comparison: Decision
     probe: dict[str, Any] = Field(default_factory=dict)
+    approval: str | None = None  # a person's answer (who, when, why), when promotion needed one
 
     def numbers(self) -> dict[str, float]:
         """The decision's key figures, flat: for model-version tags and run metrics."""

@@ -171,6 +171,11 @@ def describe_version(name: str, version: str, description: str) -> None:
     client().update_model_version(name, version, description=description)
 
 
+def version_created(name: str, version: str) -> float:
+    """When ``version`` was registered (seconds since the epoch)."""
+    return client().get_model_version(name, version).creation_timestamp / 1000.0
+
+
 def alias_version(name: str, alias: str) -> str | None:
     """The version ``alias`` points at; None only when the alias (or the model) does not exist."""
     try:
