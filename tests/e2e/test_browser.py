@@ -181,9 +181,9 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
         )["run"]
         experiment = runs["info"]["experiment_id"]
         driver = _chrome()
-        page = _shot(driver, f"{mlflow}/#/experiments/{experiment}/runs", ["5 matching runs"], "mlflow-experiment")
+        page = _shot(driver, f"{mlflow}/#/experiments/{experiment}/runs", ["6 matching runs"], "mlflow-experiment")
         assert "Traces" not in page.split("\n")[:5], "opens on training runs, not on GenAI traces"
-        assert "5 matching runs" in page, "pretrain, the cycle and its three nested stages"
+        assert "6 matching runs" in page, "pretrain, the cycle and its three nested stages, the monitoring timeline"
         name_cell = driver.find_element(By.XPATH, "//a[starts-with(normalize-space(.), 'continual-')]/..")
         for expander in name_cell.find_elements(By.XPATH, "./preceding-sibling::*|.//*[name()='svg']/..|../*[1]"):
             try:
@@ -205,6 +205,14 @@ def test_the_dashboards_tell_the_loop_s_story(tmp_path: Path) -> None:
         WebDriverWait(driver, 60).until(train_tag).click()
         _shot(driver, None, ["Data details", "rows:", "doc_id"], "mlflow-dataset")
         _shot(driver, f"{prefect}/runs", ["training", "continual"], "prefect-runs")
+        search = urllib.request.Request(  # the monitoring timeline: one step per cycle, charted
+            f"{mlflow}/ajax-api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [experiment], "filter": f"tags.`lmloop.monitor` = '{name}'"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        monitor = json.loads(urllib.request.urlopen(search, timeout=30).read())["runs"][0]["info"]["run_id"]
+        charts = f"{mlflow}/#/experiments/{experiment}/runs/{monitor}/model-metrics"
+        _shot(driver, charts, ["monitor-", "batch_documents", "decision"], "mlflow-monitor-timeline")
     finally:
         if driver is not None:
             driver.quit()

@@ -1,7 +1,7 @@
 """The continual loop as a monitored service, run from the terminal as a team runs it: a batch like the
 trained data is deferred in seconds; a drifted batch is trained and, with approval required, waits; a kill
 during the wait and a rerun ask again without training; ``lmloop approve`` promotes; a person rejects a
-second one; rejected data; every step is a Prefect event, a step of ``monitor-<model>`` and a line of
+second one; an unanswered one times out as rejected; rejected data; every step is a Prefect event, a step of ``monitor-<model>`` and a line of
 ``lmloop status``; ``lmloop deploy --notify-webhook`` makes an Automation that calls a webhook on promotion.
 
 The tests of this module run in order, on one home."""
@@ -217,6 +217,18 @@ def test_a_person_rejects_a_second_drifted_batch_and_the_champion_stays(home: Pa
     assert "Traceback" not in again.stderr
 
 
+def test_an_unanswered_request_times_out_as_rejected(home: Path, env: dict[str, str]) -> None:
+    write_corpus(home / "land-late", seed=11, shift=True, docs=300, files=1)
+    before = champion(home)
+    lenient = ["continual.margin=-10", "continual.tolerance=10"]
+    proc = cycle(env, home / "land-late", *APPROVAL, "continual.approval_hours=0.002", *lenient)  # 7 s
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    out = last_json(stdout)
+    assert out["promoted"] is False and "via timeout: no answer within 0.002 hours" in out["reason"], out
+    assert champion(home) == before
+
+
 def test_rejected_data_is_told_too(home: Path, env: dict[str, str]) -> None:
     landing = home / "land-bad"
     landing.mkdir()
@@ -259,9 +271,9 @@ def test_events_and_the_timeline(home: Path, env: dict[str, str]) -> None:
         steps = monitor.timeline(run_id)
         artifacts = [a.path for a in client(home).list_artifacts(run_id, "monitor")]
     decisions = [monitor.decision_name(s["decision"]) for s in steps]
-    assert decisions == ["deferred", "promoted", "rejected", "data-rejected"], decisions
-    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    assert decisions == ["deferred", "promoted", "rejected", "rejected", "data-rejected"], decisions
+    assert [s["step"] for s in steps] == [1, 2, 3, 4, 5]
     assert steps[1]["drift_auc"] > steps[0]["drift_auc"] and steps[1]["champion_version"] == 2.0
     assert "monitor/timeline.png" in artifacts
     status = last_json(lmloop(env, "status", *_sets(), "--json").stdout)
-    assert len(status["cycles"]) == 4 and "promoted" in status["cycles"][1]
+    assert len(status["cycles"]) == 5 and "promoted" in status["cycles"][1]
