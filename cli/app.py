@@ -79,10 +79,21 @@ def print_summary(result: ModelSummary, title: str) -> None:
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(
-        f"Look at it: [bold]{runnable('lmloop')} ui[/bold], then open {settings.mlflow_ui_url()} → Models → "
-        f"{result.model_name} (version {result.model_version}, alias {', '.join(result.aliases) or 'none'})",
+        f"Look at it: {look_at(result.model_name)} (version {result.model_version}, alias "
+        f"{', '.join(result.aliases) or 'none'})",
         soft_wrap=True,  # one line, whatever the terminal's width: it is copied as it is
     )
+
+
+def look_at(model: str) -> str:
+    """Where to see ``model``: a link only when an MLflow UI answers now (``lmloop ui`` running, a team
+    server); else the command that starts one (a link to a server that is not there is a dead link)."""
+    from lmloop.ops.servers import answers
+
+    ui = settings.mlflow_ui_url()
+    if answers(f"{ui}/health"):
+        return f"{ui}/#/models/{model}"
+    return f"[bold]{runnable('lmloop')} ui[/bold] (it prints the MLflow and Prefect addresses), then Models → {model}"
 
 
 def runnable(program: str) -> str:

@@ -48,7 +48,7 @@ def prefect_api() -> Iterator[None]:
     a Ctrl-C or SIGTERM does not stop before the flow has reported its last state."""
     import os
 
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     from lmloop.ops.servers import (
         free_port,
@@ -86,10 +86,17 @@ def prefect_api() -> Iterator[None]:
         )
         raise typer.Exit(1) from exc
     os.environ["PREFECT_API_URL"] = url
+    os.environ["PREFECT_UI_URL"] = ""  # this server stops with the command: no "View at" link that dies with it
     # Stopped at interpreter exit, after Prefect has drained its log and event queues into it (a server
     # stopped earlier leaves those workers retrying a dead address); the guard covers every other ending.
     atexit.register(lambda: (stop(server, timeout=6), record.unlink(missing_ok=True)))
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    atexit.register(  # printed first: the flow runs stay in this home's Prefect database
+        lambda: console.print(
+            f"[dim]Prefect flow runs: {runnable('lmloop')} ui shows them (Runs), with their logs and artifacts[/dim]",
+            soft_wrap=True,
+        )
+    )
+    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
         yield
 
 

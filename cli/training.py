@@ -106,7 +106,8 @@ def finetune(
         if result.not_promoted:
             console.print(
                 f"[yellow]registered without an alias:[/yellow] {result.not_promoted}. Use the baseline, or "
-                "train longer / on more text; a version can still be aliased by hand in MLflow."
+                "train longer / on more text; a version can still be aliased by hand in MLflow.",
+                soft_wrap=True,
             )
     if as_json:
         emit_json({"status": "ok", **result.model_dump(mode="json")})

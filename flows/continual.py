@@ -53,8 +53,8 @@ def continual_flow(
     incoming: str | None = None,
     preset: str | None = None,
     max_steps: int | None = None,
-    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
     force: bool = False,
+    config: PipelineConfig = PipelineConfig(),  # noqa: B008  (frozen)
 ) -> CycleSummary:
     """One cycle. With nothing new it returns at once (``promoted`` is None, ``reason`` says why). New files
     are first measured against ``@champion`` (drift, size, its age): unless the retraining policy
@@ -67,8 +67,8 @@ def continual_flow(
         incoming: The landing folder to look in (default: continual.landing, else LMLOOP_HOME/landing).
         preset: A preset name that replaces the config below.
         max_steps: Optimizer steps of the challenger's training (finetune.max_steps).
-        config: The full configuration, every section.
         force: Retrain whatever the retraining policy says.
+        config: The full configuration, every section.
     """
     config = with_knobs(config, preset, max_steps, section="finetune", preset_dirs=settings.preset_dirs())
     home = settings.home()

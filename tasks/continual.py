@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -267,8 +270,6 @@ def _answer(
     run: Run,
 ) -> ApprovalAnswer:
     from prefect.context import FlowRunContext
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import pause_flow_run
 
     state, batch = State(run.home.state), decision.batch
     known = journal.CycleJournal.of(state, batch)
@@ -304,17 +305,47 @@ def _answer(
     print(
         f"waiting for approval of {name} v{challenger}: run `{cli} approve {batch}` or `{cli} reject {batch} --reason ...`"
     )
-    try:
-        given = pause_flow_run(wait_for_input=Approval, timeout=wait, poll_interval=2, key=f"approval-{batch}")
-    except FlowPauseTimeout:
-        return approval.timed_out(state, batch, hours)
+    given = _paused(wait, key=f"approval-{batch}")
     known = journal.CycleJournal.of(state, batch)
     if known.answer is not None:  # `lmloop approve` wrote who and why before resuming the flow run
         return known.answer
+    if given is None:
+        return approval.timed_out(state, batch, hours)
     answer = ApprovalAnswer(
         approved=given.approve, by=given.by or "Prefect UI", at=time.time(), comment=given.comment, via="Prefect UI"
     )
     return known.answered(state, answer).answer or answer
+
+
+PAUSE_GRACE = 600.0  # Prefect's own pause deadline, past ours: a pause Prefect expires fails the flow run
+
+
+def _paused(wait: float, *, key: str) -> Approval | None:
+    """Pause this flow run until its input comes (a person), or ``wait`` seconds pass (then None). At the
+    deadline this process resumes the run itself: a pause left to expire in Prefect fails the flow run,
+    and the cycle must end with its decision (rejected), not as a failed run."""
+    from prefect.context import FlowRunContext
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run, resume_flow_run
+
+    flow_run_id = FlowRunContext.get().flow_run.id  # type: ignore[union-attr]
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        with contextlib.suppress(Exception):  # answered meanwhile: nothing to resume
+            resume_flow_run(flow_run_id, run_input={"approve": False, "comment": "", "by": "lmloop"})
+
+    timer = threading.Timer(wait, contextvars.copy_context().run, args=(expire,))  # the API settings go along
+    timer.daemon = True
+    timer.start()
+    try:
+        given = pause_flow_run(wait_for_input=Approval, timeout=int(wait + PAUSE_GRACE), poll_interval=2, key=key)
+    except FlowPauseTimeout:
+        return None
+    finally:
+        timer.cancel()
+    return None if expired.is_set() else given
 
 
 def announce(event: str, name: str, *, version: str | None = None, payload: dict[str, Any] | None = None) -> None:

@@ -54,8 +54,9 @@ def _prefect_links() -> dict[str, str]:
 
     if not flow_run.get_id():
         return {}
-    url = flow_run.get_flow_run_ui_url() or ""
-    what = f"Prefect flow run [{flow_run.get_flow_name()}/{flow_run.get_name()}]({url})"
+    url = flow_run.get_flow_run_ui_url() or ""  # none when the command's own server stops with it
+    name = f"{flow_run.get_flow_name()}/{flow_run.get_name()}"
+    what = f"Prefect flow run [{name}]({url})" if url else f"Prefect flow run {name} (`lmloop ui` shows it)"
     return {
         "lmloop.prefect.flow_run_id": str(flow_run.get_id()),
         "lmloop.prefect.flow_run_url": url,

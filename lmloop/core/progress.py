@@ -114,3 +114,10 @@ def progress(description: str, total: int, unit: str = "steps", *, completed: in
 
     yield advance
     line()
+
+
+def note(message: str) -> None:
+    """One line of progress news (an epoch's figures, a stage's verdict): to the Prefect run's log inside a
+    flow run, else the ``lmloop`` logger; nothing with ``LMLOOP_PROGRESS=off``."""
+    if mode() != "off":
+        _logger().info(message)

@@ -103,6 +103,17 @@ def running_prefect_api(home: Path) -> str | None:
         return None
 
 
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether a server answers at ``url`` now (any HTTP status: it is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def guarded(command: list[str]) -> list[str]:
     """``command`` under :mod:`lmloop.ops.guard`: it dies with the process that starts it, even on kill -9."""
     return [sys.executable, "-m", "lmloop.ops.guard", *command]

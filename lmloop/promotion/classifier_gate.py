@@ -35,11 +35,20 @@ def predict_labels(model_dir: str, tokenizer_dir: str, texts: list[str]) -> np.n
 
 def below_baseline(metrics: dict[str, float]) -> str | None:
     """Why a classifier must not be crowned: it does not beat TF-IDF + logistic regression on the same test
-    rows (accuracy and macro-F1 both). None when it does."""
+    rows (accuracy and macro-F1 both). None when it does. When the paired-bootstrap 95% CI of the accuracy
+    difference holds zero, it says so: the two are statistically tied, and a tie is no reason to prefer the
+    larger model."""
     short = [m for m in ("accuracy", "macro_f1") if metrics[m] < metrics[f"baseline_{m}"]]
     if not short:
         return None
     figures = ", ".join(f"{m} {metrics[m]:.3f} < {metrics[f'baseline_{m}']:.3f}" for m in short)
+    low, high = metrics.get("accuracy_difference_ci95_low"), metrics.get("accuracy_difference_ci95_high")
+    if low is not None and high is not None and low <= 0.0 <= high:
+        return (
+            "statistically tied with the TF-IDF + logistic-regression baseline on the same test rows "
+            f"({figures}; the 95% CI of the accuracy difference, [{low:+.3f}, {high:+.3f}], includes zero): "
+            "no better than the baseline, which is smaller and cheaper to run, so not crowned"
+        )
     return f"below the TF-IDF + logistic-regression baseline on the same test rows ({figures})"
 
 

@@ -59,5 +59,5 @@ def report_gate(
 def report_classifier_verdict(report: Reporter, outcome: PromotionOutcome, *, name: str, version: str) -> None:
     """The classifier gate's verdict on the run; a classifier refused below its baseline says why on its page."""
     report.tags({"gate.decision": "promoted" if outcome.promoted else "kept", "gate.reason": outcome.reason})
-    if not outcome.promoted and outcome.reason.startswith("below"):
+    if not outcome.promoted and outcome.reason.startswith(("below", "statistically tied")):
         report.describe_version(name, version, f"**Not a champion:** {outcome.reason}")

@@ -27,6 +27,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from lmloop.core.config import FinetuneConfig
+from lmloop.core.progress import note, progress
 from lmloop.core.stopping import StopRequest
 
 
@@ -157,7 +158,7 @@ def adapt(
     planned = per_epoch * cfg.tapt_epochs
     optimize = _stepper(model, cfg.tapt_learning_rate, cfg, warmup=planned // 10, total=planned)
     step = 0
-    with StopRequest() as stop:
+    with StopRequest() as stop, progress("task-adaptive pretraining", planned) as advance:
         for epoch in range(cfg.tapt_epochs):
             total = 0.0
             for index in torch.randperm(len(blocks)).split(cfg.batch_size):
@@ -165,7 +166,9 @@ def adapt(
                 loss = model(input_ids=batch, labels=batch).loss
                 optimize(loss)
                 total, step = total + loss.item(), step + 1
+                advance(1)
                 stop.check(f"in task-adaptive pretraining, epoch {epoch + 1} (a classifier is not resumed: rerun it)")
+            note(f"task-adaptive pretraining: epoch {epoch + 1}/{cfg.tapt_epochs}, LM loss {total / per_epoch:.3f}")
             if log is not None:
                 log({"tapt_loss": total / per_epoch}, step)
     model.save_pretrained(str(out))
@@ -223,6 +226,19 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def epoch_line(history: list[dict[str, float]], *, best: int, stop_now: bool, epochs: int, patience: int) -> str:
+    """One epoch's news: its losses, its validation macro-F1, and where early stopping stands."""
+    last = history[-1]
+    line = f"classifier epoch {int(last['epoch'])}/{epochs}: train loss {last['train_loss']:.3f}"
+    if "val_macro_f1" not in last:
+        return line
+    line += f", validation macro-F1 {last['val_macro_f1']:.3f} (best {history[best]['val_macro_f1']:.3f} at epoch {best + 1}"
+    waited = len(history) - 1 - best
+    if stop_now:
+        return line + f"; no gain for {waited} epochs: stopping, keeping epoch {best + 1})"
+    return line + (f"; {patience - waited} more without gain stops it)" if waited else ")")
+
+
 def fit(
     model: PreTrainedModel,
     train: Encoded,
@@ -252,7 +268,7 @@ def fit(
     tied = getattr(model.config, "tie_word_embeddings", False) and not is_encoder(model.config.model_type)
     lm_weight = cfg.classifier_lm_weight if tied else 0.0  # an untied output embedding is not in the classifier
     best_state, step, start, tokens = None, 0, time.perf_counter(), 0
-    with StopRequest() as stop:
+    with StopRequest() as stop, progress("classifier", steps_per_epoch * cfg.epochs) as advance:
         for epoch in range(cfg.epochs):
             model.train()
             total = lm_total = 0.0
@@ -266,6 +282,7 @@ def fit(
                     loss = loss + lm_weight * lm_loss
                 optimize(loss)
                 step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
+                advance(1)
                 stop.check(f"at epoch {epoch + 1}, step {step} (a classifier is not resumed: rerun it)")
             val = scores(validation.labels, predict(model, validation, pad_id)) if len(validation) else {}
             losses = {"train_loss": total / steps_per_epoch}  # the classification loss alone
@@ -277,6 +294,7 @@ def fit(
             best, stop_now = best_epoch([h.get("val_macro_f1", h["epoch"]) for h in history], cfg.patience)
             if best == epoch:
                 best_state = copy.deepcopy(model.state_dict())
+            note(epoch_line(history, best=best, stop_now=stop_now, epochs=cfg.epochs, patience=cfg.patience))
             if stop_now:
                 break
     if best_state is not None:

@@ -51,11 +51,38 @@ def test_run_json_contract(home: Path, corpus: Path) -> None:
     assert out["validation"]["success"] is True and out["validation"]["failed_expectations"] == []
     assert (home / "mlruns" / "mlflow.db").exists(), "LMLOOP_HOME moves the MLflow store"
     (hint,) = [line for line in proc.stderr.splitlines() if line.startswith("Look at it: ")]  # one line
-    command = hint.removeprefix("Look at it: ").split(", then open")[0]
+    command = hint.removeprefix("Look at it: ").split(" (it prints")[0]  # no UI runs: how to start one, no link
     plain = {**os.environ, "PATH": "/usr/bin:/bin"}  # a plain shell: no environment activated
     works = subprocess.run(f"{command} --help", shell=True, env=plain, capture_output=True, text=True, timeout=120)
     assert command.endswith(" ui") and works.returncode == 0, (command, works.stderr[-500:])
     assert "Models → lmloop-lm (version 1, alias champion)" in hint
+
+
+def test_a_command_prints_no_link_that_dies_with_it(home: Path, corpus: Path) -> None:
+    """Without `lmloop ui` or a team server the command's own Prefect server stops with it: every address it
+    printed must still answer afterwards (none of that server's), and it says how to see the runs."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "LMLOOP_HOME": str(home)}
+    for key in ("PREFECT_HOME", "PREFECT_API_URL", *MLFLOW_URIS):
+        env.pop(key, None)
+    sets = [a for s in [*TINY_OVERRIDES, "finetune.max_steps=4"] for a in ("--set", s)]
+    args = [*LMLOOP, "finetune", "--task", "lm", "--from", "champion", "--data", str(corpus), *sets]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout + proc.stderr
+    assert "ui shows them" in printed and "(it prints the MLflow and Prefect addresses)" in printed
+    dead = []
+    for url in sorted(set(re.findall(r"https?://[^\s)\]'\"]+", printed))):
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+        except urllib.error.HTTPError:
+            continue  # the server is there
+        except OSError:
+            dead.append(url)
+    assert dead == [], dead
 
 
 def test_finetune_classification_json_contract(home: Path, corpus: Path) -> None:

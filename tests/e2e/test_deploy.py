@@ -128,7 +128,9 @@ def test_continual_deployment_runs_to_completion_when_triggered(server: Server) 
         form = continual["parameter_openapi_schema"]["properties"]
         assert "config" in form, "typed parameters: a form in the UI"
         order = sorted(form, key=lambda name: form[name]["position"])
-        assert order == ["incoming", "preset", "max_steps", "config"], "the few knobs first, the full config last"
+        assert order == ["incoming", "preset", "max_steps", "force", "config"], (
+            "the few knobs first, the full config last"
+        )
         assert "landing folder" in form["incoming"].get("description", ""), form["incoming"]
         trigger = subprocess.run(
             [BIN / "prefect", "deployment", "run", "continual/continual"],

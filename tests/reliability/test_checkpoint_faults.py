@@ -47,13 +47,25 @@ def _train(root: Path, steps: int, **kwargs) -> subprocess.Popen:
     )
 
 
+def _partial(root: Path) -> list[Path]:
+    """Checkpoint folders being written (non-empty ``.tmp``); one renamed while we look is not one."""
+    found = []
+    for path in root.glob("*.tmp") if root.exists() else []:
+        try:
+            if any(path.iterdir()):
+                found.append(path)
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def test_kill_during_a_checkpoint_write_then_a_flipped_byte(tmp_path: Path) -> None:
     root = tmp_path / "checkpoints"
     proc = _train(root, 40, stderr=subprocess.PIPE)
     caught = None
     deadline = time.monotonic() + 240
     while caught is None and proc.poll() is None and time.monotonic() < deadline:
-        partial = [p for p in root.glob("*.tmp") if any(p.iterdir())] if root.exists() else []
+        partial = _partial(root)
         if partial and len(complete_checkpoints(root)) >= 2:  # mid-write, two good ones behind it
             proc.send_signal(signal.SIGKILL)
             caught = partial[0]

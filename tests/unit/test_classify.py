@@ -93,6 +93,14 @@ def test_a_classifier_below_its_linear_baseline_is_not_crowned() -> None:
     assert below_baseline(beats) is None
     loses = {**beats, "macro_f1": 0.57}
     assert "macro_f1 0.570 < 0.820" in below_baseline(loses) and "accuracy" not in below_baseline(loses).split("(")[1]
+    # the demo's case: a hair below, the paired CI of the difference holding zero — a tie, said as one
+    tied = {**beats, "accuracy": 0.995, "baseline_accuracy": 0.997}
+    tied |= {"accuracy_difference_ci95_low": -0.013, "accuracy_difference_ci95_high": 0.005}
+    assert below_baseline(tied).startswith(
+        "statistically tied"
+    ) and "[-0.013, +0.005], includes zero" in below_baseline(tied)
+    worse = {**tied, "accuracy_difference_ci95_high": -0.001}
+    assert below_baseline(worse).startswith("below the TF-IDF")
 
 
 def test_best_epoch_and_early_stopping() -> None:
