@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lmloop sample-data --out $(LMLOOP_HOME)/sample_data --seed 0
 	$(VENV)/bin/lmloop run --config tiny --data $(LMLOOP_HOME)/sample_data
-	$(VENV)/bin/lmloop finetune --task classification --from champion --data $(LMLOOP_HOME)/sample_data
+	$(VENV)/bin/lmloop finetune --task classification --from champion --config tiny --data $(LMLOOP_HOME)/sample_data
 
 # one pytest-xdist worker per core (at most 4); a module's tests stay together on one worker (loadfile);
 # the 15 slowest steps are listed at the end (the CI budget is 20 minutes in all)

@@ -57,7 +57,6 @@ def prefect_api() -> Iterator[None]:
         running_prefect_api,
         start,
         stop,
-        wait_http,
     )
 
     home = settings.home()
@@ -71,11 +70,12 @@ def prefect_api() -> Iterator[None]:
         return
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
+    console.print(f"[dim]starting this command's Prefect server ({runnable('lmloop')} ui keeps one running)…[/dim]")
     server = start(guarded(prefect_server_command("127.0.0.1", port)), home.path / ".prefect" / "server.log")
     record = home.path / ".prefect" / "lmloop-server.json"
     record.write_text(json.dumps({"guard_pid": server.pid, "url": url}))
     try:
-        wait_http(f"{url}/health", 180, server)
+        _wait_saying(f"{url}/health", server)
     except (TimeoutError, RuntimeError) as exc:
         stop(server)
         console.print(f"[red]the temporary Prefect server did not start:[/red] {exc}")
@@ -98,6 +98,22 @@ def prefect_api() -> Iterator[None]:
     )
     with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
         yield
+
+
+def _wait_saying(url: str, server: object, timeout: float = 180.0, every: float = 10.0) -> None:
+    """Wait for the server, saying so every ``every`` seconds (a slow start is not a hang)."""
+    from lmloop.ops.servers import wait_http
+
+    waited = 0.0
+    while True:
+        try:
+            wait_http(url, min(every, timeout - waited), server)  # type: ignore[arg-type]
+            return
+        except TimeoutError:
+            waited += every
+            if waited >= timeout:
+                raise
+            console.print(f"[dim]…the Prefect server is still starting ({waited:.0f} s)[/dim]")
 
 
 @contextmanager

@@ -112,6 +112,7 @@ def progress(description: str, total: int, unit: str = "steps", *, completed: in
             last = now
             line()
 
+    line()  # the stage announces itself: the first periodic line would come a whole interval later
     yield advance
     line()
 

@@ -13,8 +13,9 @@ def test_plain_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys
         for _ in range(3):
             advance(1)
     lines = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines() if " train: " in line]
-    assert lines[0].startswith("train: 2/4 steps (50%)") and lines[-1].startswith("train: 4/4 steps (100%)")
-    assert len(lines) == 4  # one per advance (interval 0) and the final line
+    assert lines[0].startswith("train: 1/4 steps (25%)"), "the stage announces itself at once"
+    assert lines[1].startswith("train: 2/4 steps (50%)") and lines[-1].startswith("train: 4/4 steps (100%)")
+    assert len(lines) == 5  # the first, one per advance (interval 0) and the final line
 
 
 def test_bar_on_a_terminal_and_off(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
