@@ -213,11 +213,9 @@ def record_on_timeline(
 
 @task
 def report_policy(assessment: Assessment, *, batch: str, run: Run) -> None:
-    """The policy's figures and verdict on the cycle's run; journalled, so the rerun of a crashed cycle
-    trains what the first attempt decided to train."""
+    """The policy's figures and verdict on the cycle's run (a rerun of a crashed cycle trains on whatever
+    the policy says now: :func:`started_before`)."""
     report_assessment(reporter(run), assessment, batch=batch)
-    state = State(run.home.state)
-    journal.CycleJournal.of(state, batch).triggered(state, assessment.model_dump(mode="json"))
 
 
 class Approval(RunInput):
@@ -228,34 +226,13 @@ class Approval(RunInput):
     by: str = ""
 
 
-def ask_for_approval(
-    decision: GateDecision,
-    *,
-    challenger: str,
-    champion: str | None,
-    corpus: str,
-    files: list[dict[str, str]],
-    hours: float,
-    name: str,
-    run: Run,
-) -> GateDecision:
+def ask_for_approval(decision: GateDecision, **asked: Any) -> GateDecision:
     """Pause the flow run until a person answers (``lmloop approve|reject BATCH``, or the Prefect UI's
     resume form); unanswered within ``hours`` it is rejected. The request and the answer are journalled,
     so a rerun after a crash asks again without training, or applies an answer given meanwhile. Returns
-    the decision as the person made it (promoted only when approved; who, when and why in its reason)."""
-    return approval.with_answer(
-        decision,
-        _answer(
-            decision,
-            challenger=challenger,
-            champion=champion,
-            corpus=corpus,
-            files=files,
-            hours=hours,
-            name=name,
-            run=run,
-        ),
-    )
+    the decision as the person made it (promoted only when approved; who, when and why in its reason).
+    ``asked``: the keywords of :func:`_answer` (the versions, the corpus and files, the hours, the run)."""
+    return approval.with_answer(decision, _answer(decision, **asked))
 
 
 def _answer(

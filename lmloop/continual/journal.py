@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from lmloop.core.faults import crash_point
 from lmloop.core.files import write_text_atomic
@@ -58,7 +57,6 @@ class ApprovalAnswer(Value):
 class CycleJournal(Value):
     batch: str
     parent: str | None = None  # the champion version the cycle warm-starts from and is judged against
-    trigger: dict[str, Any] | None = None  # the retraining policy's assessment that started the training
     decision: GateDecision | None = None
     approval: ApprovalRequest | None = None
     answer: ApprovalAnswer | None = None
@@ -83,9 +81,6 @@ class CycleJournal(Value):
 
     def judged(self, state: State, decision: GateDecision) -> CycleJournal:
         return self._moved(state, decision=decision)
-
-    def triggered(self, state: State, assessment: dict[str, Any]) -> CycleJournal:
-        return self._moved(state, trigger=assessment)
 
     def awaiting(self, state: State, request: ApprovalRequest) -> CycleJournal:
         return self._moved(state, approval=request)
